@@ -3,6 +3,7 @@ package proto
 import (
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -37,12 +38,16 @@ func ParseContentID(s string) (ContentID, error) {
 	return c, nil
 }
 
-// MarshalText lets ContentID print as hex in JSON.
-func (c ContentID) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+// MarshalJSON lets ContentID print as hex in JSON. (not MarshalText: msgpack would use that on the wire)
+func (c ContentID) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, c.String()), nil }
 
-// UnmarshalText parses the hex form.
-func (c *ContentID) UnmarshalText(b []byte) error {
-	v, err := ParseContentID(string(b))
+// UnmarshalJSON parses the hex form.
+func (c *ContentID) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("want a quoted string, got %s", b)
+	}
+	v, err := ParseContentID(s)
 	if err != nil {
 		return err
 	}
@@ -83,8 +88,8 @@ func ParseMediaType(s string) (MediaType, bool) {
 	return 0, false
 }
 
-// MarshalText prints the name in JSON.
-func (m MediaType) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+// MarshalJSON prints the name in JSON. (not MarshalText: msgpack would use that on the wire)
+func (m MediaType) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, m.String()), nil }
 
 // FileEntry describes one shared file: Napster's "<filename> <md5> <size>
 // <bitrate> <frequency> <time>" plus tags. Leaves send lists of these to their

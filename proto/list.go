@@ -1,0 +1,66 @@
+package proto
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// List is a slice that decodes element by element with a per-type length cap,
+// instead of msgpack's default of allocating as many elements as the header
+// claims. Each element must be a complete array-encoded struct, so a list of
+// n elements costs at least n*(fields+1) bytes on the wire and decoding stays
+// O(frame size).
+type List[T any] []T
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (l *List[T]) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		*l = nil
+		return nil
+	}
+	var zero T
+	if c := listCap(zero); n > c {
+		return fmt.Errorf("list of %T has %d elements, over the cap of %d", zero, n, c)
+	}
+	// Each element is an array of every field of T, so takes at least
+	// fields+1 bytes: size the slice by what the bytes left can hold.
+	prealloc := min(n, 16)
+	if r, ok := d.Buffered().(interface{ Len() int }); ok {
+		prealloc = min(n, r.Len()/(reflect.TypeFor[T]().NumField()))
+	}
+	out := make([]T, 0, prealloc)
+	for i := range n {
+		c, err := d.PeekCode()
+		if err != nil {
+			return err
+		}
+		if !msgpcode.IsFixedArray(c) && c != msgpcode.Array16 && c != msgpcode.Array32 {
+			return fmt.Errorf("list element %d of %T is not an array", i, zero)
+		}
+		out = append(out, zero)
+		if err := d.Decode(&out[len(out)-1]); err != nil {
+			return fmt.Errorf("list element %d: %w", i, err)
+		}
+	}
+	*l = out
+	return nil
+}
+
+func listCap(v any) int {
+	switch v.(type) {
+	case PeerInfo:
+		return MaxPeers
+	case FileEntry, FileRef:
+		return MaxShareBatch
+	case Hit:
+		return MaxHitsPerFrame
+	}
+	return 1024
+}

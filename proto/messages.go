@@ -1,0 +1,280 @@
+package proto
+
+import "fmt"
+
+// MsgType is the first field of every frame. APPEND-ONLY: never renumber or
+// reuse a value; add new types at the end of their block.
+type MsgType uint16
+
+const (
+	// Session.
+	TypeHello   MsgType = 0x0001
+	TypeError   MsgType = 0x0002
+	TypePing    MsgType = 0x0003
+	TypePong    MsgType = 0x0004
+	TypeGoodbye MsgType = 0x0005
+
+	// Bootstrap.
+	TypeJoinRequest   MsgType = 0x0010
+	TypeJoinReply     MsgType = 0x0011
+	TypeRegister      MsgType = 0x0012
+	TypeRegisterReply MsgType = 0x0013
+
+	// Leaf and supernode.
+	TypeAttach      MsgType = 0x0020
+	TypeAttachReply MsgType = 0x0021
+	TypeShareAdd    MsgType = 0x0022
+	TypeShareRemove MsgType = 0x0023
+
+	// Search.
+	TypeQuery     MsgType = 0x0030
+	TypeQueryHits MsgType = 0x0031
+
+	// Supernode mesh.
+	TypePeerList MsgType = 0x0040
+)
+
+// Message is any body that can be framed.
+type Message interface{ Type() MsgType }
+
+// Limits on lists inside messages; decoders refuse longer lists.
+const (
+	MaxShareBatch    = 1000 // entries in one ShareAdd/ShareRemove frame
+	MaxSharesPerLeaf = 5000 // files one leaf may have indexed (Napster's cap)
+	MaxPeers         = 200  // entries in a PeerList or a JoinReply (KaZaA handed out 200)
+	MaxHitsPerFrame  = 100
+	MaxAddrs         = 8    // listen addresses in a Hello or PeerInfo
+	MaxQueryText     = 256  // bytes
+	MaxTTL           = 7    // larger TTLs are clamped
+	MaxText          = 1024 // bytes in error and goodbye messages
+)
+
+// Hello is the first message on a connection's control stream, both ways.
+type Hello struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	MinVersion  uint16
+	MaxVersion  uint16
+	Role        Role
+	ListenAddrs []string
+	Agent       string // e.g. "strata/0.1.0"
+	Reachable   Reachability
+}
+
+// ErrorMsg tells the other end why a request failed before the stream closes.
+type ErrorMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Code    ErrorCode
+	Message string
+}
+
+// Ping asks for a Pong with the same nonce (liveness and round-trip time).
+type Ping struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Nonce uint64
+}
+
+// Pong answers a Ping.
+type Pong struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Nonce uint64
+}
+
+// Goodbye says the sender is closing the session on purpose (a leaf leaving,
+// a supernode shutting down), so the receiver can act at once.
+type Goodbye struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Reason string
+}
+
+// JoinRequest asks a bootstrap server for supernodes to attach to.
+type JoinRequest struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Role Role // the role the node runs with: leaf, supernode, or unknown for auto
+}
+
+// JoinReply lists supernodes, those with free slots first. Become is set to
+// RoleSupernode when the network needs the asking node to become one.
+type JoinReply struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Supernodes   List[PeerInfo]
+	Become       Role
+	ObservedAddr string // the address the bootstrap saw the request come from
+}
+
+// Register announces a supernode to a bootstrap server and doubles as its
+// heartbeat.
+type Register struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Addrs []string
+	Load  Load
+}
+
+// RegisterReply gives a supernode other supernodes to peer with and the
+// heartbeat interval the bootstrap expects.
+type RegisterReply struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Peers           List[PeerInfo]
+	HeartbeatMillis uint32
+	ExpiryMillis    uint32
+}
+
+// Attach asks a supernode to take the sender as a leaf.
+type Attach struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Files uint32 // how many files the leaf will upload
+}
+
+// AttachReply accepts or refuses a leaf; a refusal lists other supernodes.
+type AttachReply struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Accepted bool
+	Reason   string
+	Redirect List[PeerInfo]
+}
+
+// ShareAdd adds files to the leaf's entry in its supernode's index.
+type ShareAdd struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Entries List[FileEntry]
+}
+
+// FileRef names a file a leaf no longer shares.
+type FileRef struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	ContentID ContentID
+	Name      string
+}
+
+// ShareRemove removes files from the leaf's entry.
+type ShareRemove struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Refs List[FileRef]
+}
+
+// QueryID identifies a query across the mesh for duplicate suppression and
+// reverse-path routing of hits.
+type QueryID [16]byte
+
+func (q QueryID) String() string { return fmt.Sprintf("%x", q[:]) }
+
+// Query is a search. A leaf sends it to its supernode on a new stream and
+// reads QueryHits until the stream ends; supernodes forward it to their
+// neighbours with TTL-1 and Hops+1 (Gnutella's rules).
+type Query struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	ID         QueryID
+	TTL        uint8
+	Hops       uint8
+	Text       string
+	MaxResults uint16
+}
+
+// Hit is one matching file and who holds it.
+type Hit struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Entry  FileEntry `json:"file"`
+	Holder PeerInfo  `json:"holder"`
+	Hops   uint8     `json:"hops"` // supernode hops from the asker's supernode
+}
+
+// QueryHits carries hits for a query back along the path it came.
+type QueryHits struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	ID   QueryID
+	Hits List[Hit]
+}
+
+// PeerList tells a neighbour about other supernodes.
+type PeerList struct {
+	_msgpack struct{} `msgpack:",as_array"`
+
+	Peers List[PeerInfo]
+}
+
+func (*Hello) Type() MsgType         { return TypeHello }
+func (*ErrorMsg) Type() MsgType      { return TypeError }
+func (*Ping) Type() MsgType          { return TypePing }
+func (*Pong) Type() MsgType          { return TypePong }
+func (*Goodbye) Type() MsgType       { return TypeGoodbye }
+func (*JoinRequest) Type() MsgType   { return TypeJoinRequest }
+func (*JoinReply) Type() MsgType     { return TypeJoinReply }
+func (*Register) Type() MsgType      { return TypeRegister }
+func (*RegisterReply) Type() MsgType { return TypeRegisterReply }
+func (*Attach) Type() MsgType        { return TypeAttach }
+func (*AttachReply) Type() MsgType   { return TypeAttachReply }
+func (*ShareAdd) Type() MsgType      { return TypeShareAdd }
+func (*ShareRemove) Type() MsgType   { return TypeShareRemove }
+func (*Query) Type() MsgType         { return TypeQuery }
+func (*QueryHits) Type() MsgType     { return TypeQueryHits }
+func (*PeerList) Type() MsgType      { return TypePeerList }
+
+// New returns an empty message of type t, or nil when t is unknown.
+func New(t MsgType) Message {
+	switch t {
+	case TypeHello:
+		return new(Hello)
+	case TypeError:
+		return new(ErrorMsg)
+	case TypePing:
+		return new(Ping)
+	case TypePong:
+		return new(Pong)
+	case TypeGoodbye:
+		return new(Goodbye)
+	case TypeJoinRequest:
+		return new(JoinRequest)
+	case TypeJoinReply:
+		return new(JoinReply)
+	case TypeRegister:
+		return new(Register)
+	case TypeRegisterReply:
+		return new(RegisterReply)
+	case TypeAttach:
+		return new(Attach)
+	case TypeAttachReply:
+		return new(AttachReply)
+	case TypeShareAdd:
+		return new(ShareAdd)
+	case TypeShareRemove:
+		return new(ShareRemove)
+	case TypeQuery:
+		return new(Query)
+	case TypeQueryHits:
+		return new(QueryHits)
+	case TypePeerList:
+		return new(PeerList)
+	}
+	return nil
+}
+
+// AllTypes lists every known type, for tests and fuzz seeds.
+func AllTypes() []MsgType {
+	return []MsgType{TypeHello, TypeError, TypePing, TypePong, TypeGoodbye,
+		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply,
+		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
+		TypeQuery, TypeQueryHits, TypePeerList}
+}
+
+func (t MsgType) String() string {
+	if m := New(t); m != nil {
+		return fmt.Sprintf("%T", m)[7:] // "*proto.Hello" -> "Hello"
+	}
+	return fmt.Sprintf("type(0x%04x)", uint16(t))
+}
