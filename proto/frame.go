@@ -252,10 +252,12 @@ func (r *Reader) ReadMsg() (Message, error) {
 	}
 }
 
-// Writer writes frames to a stream, one Write call per frame.
+// Writer writes frames to a stream, one Write call per frame. It reuses its
+// encoder and buffer across frames.
 type Writer struct {
 	w   io.Writer
-	buf []byte
+	buf bytes.Buffer
+	enc *msgpack.Encoder
 }
 
 // NewWriter returns a Writer on w.
@@ -263,14 +265,25 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // WriteMsg encodes and writes m as one frame.
 func (w *Writer) WriteMsg(m Message) error {
-	var err error
-	w.buf, err = AppendFrame(w.buf[:0], m)
-	if err != nil {
-		return err
+	if w.enc == nil {
+		w.enc = msgpack.NewEncoder(&w.buf)
+		w.enc.UseCompactInts(true)
 	}
-	_, err = w.w.Write(w.buf)
-	if cap(w.buf) > 4*readChunk {
-		w.buf = nil // don't pin a large buffer after a big frame
+	w.buf.Reset()
+	w.buf.Write(make([]byte, HeaderSize))
+	if err := w.enc.Encode(m); err != nil {
+		return fmt.Errorf("encode %s: %w", m.Type(), err)
+	}
+	b := w.buf.Bytes()
+	n := len(b) - HeaderSize
+	if n > DefaultMaxFrame {
+		return Errorf(CodeFrameTooLarge, "%s body is %d bytes, over the cap of %d", m.Type(), n, DefaultMaxFrame)
+	}
+	binary.BigEndian.PutUint16(b, uint16(m.Type()))
+	binary.BigEndian.PutUint32(b[2:], uint32(n))
+	_, err := w.w.Write(b)
+	if w.buf.Cap() > 4*readChunk {
+		w.buf = bytes.Buffer{} // don't pin a large buffer after a big frame
 	}
 	return err
 }

@@ -74,6 +74,18 @@ func (r Role) String() string {
 // MarshalJSON prints the role name in JSON. (not MarshalText: msgpack would use that on the wire)
 func (r Role) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, r.String()), nil }
 
+// UnmarshalJSON parses a role name.
+func (r *Role) UnmarshalJSON(b []byte) error {
+	s, _ := strconv.Unquote(string(b))
+	for i, n := range roleNames {
+		if n == s {
+			*r = Role(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown role %s", b)
+}
+
 // Reachability is what a node knows about whether others can dial it.
 type Reachability uint8
 
@@ -95,6 +107,18 @@ func (r Reachability) String() string {
 
 // MarshalJSON prints the reachability in JSON. (not MarshalText: msgpack would use that on the wire)
 func (r Reachability) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, r.String()), nil }
+
+// UnmarshalJSON parses the reachability name.
+func (r *Reachability) UnmarshalJSON(b []byte) error {
+	s, _ := strconv.Unquote(string(b))
+	for _, v := range []Reachability{ReachUnknown, ReachPublic, ReachUnreachable} {
+		if v.String() == s {
+			*r = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown reachability %s", b)
+}
 
 // PeerInfo is how nodes tell each other about a node.
 type PeerInfo struct {

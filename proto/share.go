@@ -91,6 +91,20 @@ func ParseMediaType(s string) (MediaType, bool) {
 // MarshalJSON prints the name in JSON. (not MarshalText: msgpack would use that on the wire)
 func (m MediaType) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, m.String()), nil }
 
+// UnmarshalJSON parses a media type name.
+func (m *MediaType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("media type: want a quoted name, got %s", b)
+	}
+	v, ok := ParseMediaType(s)
+	if !ok {
+		return fmt.Errorf("unknown media type %q (want one of %s)", s, strings.Join(mediaNames[:], ", "))
+	}
+	*m = v
+	return nil
+}
+
 // FileEntry describes one shared file: Napster's "<filename> <md5> <size>
 // <bitrate> <frequency> <time>" plus tags. Leaves send lists of these to their
 // supernode; supernodes index them and return them in hits.

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// setting is one configurable value. Every setting is defined once here, with
+// its default; commands pick the ones they use by name.
+type setting struct {
+	name  string
+	def   any // string, []string, int, bool or time.Duration
+	usage string
+}
+
+var settings = []setting{
+	{"log-format", "console", "log format: console (for people) or json (for machines)"},
+	{"log-level", "info", "log level: debug, info, warn or error"},
+	{"state-dir", defaultStateDir(), "directory for the node's identity key, caches and partial downloads"},
+	{"listen", "0.0.0.0:7400", "UDP address (host:port) to accept QUIC connections on; port 0 picks a free one"},
+	{"api", "127.0.0.1:7500", "address of the local HTTP control API; port 0 picks a free one"},
+	{"bootstrap", []string{"127.0.0.1:7300"}, "bootstrap server addresses (host:port), comma-separated"},
+	{"share", []string{}, "directory to share (repeat for several)"},
+	{"downloads", defaultDownloadsDir(), "directory finished downloads are saved in"},
+	{"role", "auto", "role: auto (the network decides), leaf, or supernode"},
+	{"max-leaves", 100, "leaves a supernode accepts before redirecting newcomers"},
+	{"mesh-degree", 4, "neighbour supernodes each supernode keeps"},
+	{"heartbeat", 1 * time.Second, "how often a supernode reports its load to the bootstrap server"},
+	{"rescan", 2 * time.Second, "how often share folders are checked for changes"},
+}
+
+func defaultStateDir() string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return d + "/strata"
+	}
+	return ".strata"
+}
+
+func defaultDownloadsDir() string {
+	if d, err := os.UserHomeDir(); err == nil {
+		return d + "/Downloads/strata"
+	}
+	return "downloads"
+}
+
+func lookupSetting(name string) setting {
+	for _, s := range settings {
+		if s.name == name {
+			return s
+		}
+	}
+	panic("strata: unknown setting " + name) // programming error, caught by tests
+}
+
+// envName is the environment variable for a setting.
+func envName(name string) string {
+	return "STRATA_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// addSettingFlags defines flags for the named settings on cmd.
+func addSettingFlags(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		s := lookupSetting(n)
+		switch d := s.def.(type) {
+		case string:
+			fs.String(n, d, s.usage)
+		case []string:
+			fs.StringSlice(n, d, s.usage)
+		case int:
+			fs.Int(n, d, s.usage)
+		case bool:
+			fs.Bool(n, d, s.usage)
+		case time.Duration:
+			fs.Duration(n, d, s.usage)
+		}
+	}
+}
+
+func addGlobalFlags(root *cobra.Command) {
+	root.PersistentFlags().String("config", "", "YAML config file (settings by flag name, e.g. `listen: 0.0.0.0:7400`)")
+	addSettingFlags(root.PersistentFlags(), "log-format", "log-level")
+}
+
+// config is the effective configuration of one command invocation.
+type config struct {
+	v     *viper.Viper
+	cmd   *cobra.Command
+	names []string
+}
+
+// loadConfig resolves every setting cmd has a flag for: flag, then
+// environment, then config file, then default.
+func loadConfig(cmd *cobra.Command) (*config, error) {
+	v := viper.New()
+	v.SetEnvPrefix("STRATA")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	c := &config{v: v, cmd: cmd}
+	var bindErr error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "config" || f.Name == "help" {
+			return
+		}
+		for _, s := range settings {
+			if s.name == f.Name {
+				if err := v.BindPFlag(f.Name, f); err != nil {
+					bindErr = err
+				}
+				c.names = append(c.names, f.Name)
+			}
+		}
+	})
+	if bindErr != nil {
+		return nil, bindErr
+	}
+	if file, _ := cmd.Flags().GetString("config"); file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w (check the path and that it is YAML)", file, err)
+		}
+		known := map[string]bool{}
+		for _, s := range settings {
+			known[s.name] = true
+		}
+		for _, k := range v.AllKeys() {
+			if !known[k] {
+				return nil, fmt.Errorf("config file %s: unknown setting %q (see `strata config print` for the names)", file, k)
+			}
+		}
+	}
+	sort.Strings(c.names)
+	return c, nil
+}
+
+// source says where the effective value of name came from.
+func (c *config) source(name string) string {
+	if f := c.cmd.Flags().Lookup(name); f != nil && f.Changed {
+		return "flag"
+	}
+	if _, ok := os.LookupEnv(envName(name)); ok {
+		return "env " + envName(name)
+	}
+	if c.v.InConfig(name) {
+		return "file"
+	}
+	return "default"
+}
+
+func (c *config) String(name string) string { return c.v.GetString(name) }
+func (c *config) Int(name string) int       { return c.v.GetInt(name) }
+func (c *config) Bool(name string) bool     { return c.v.GetBool(name) }
+func (c *config) Duration(name string) time.Duration {
+	return c.v.GetDuration(name)
+}
+
+// Strings splits comma-separated values from any source.
+func (c *config) Strings(name string) []string {
+	var out []string
+	for _, s := range c.v.GetStringSlice(name) {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+type settingValue struct {
+	Name   string `json:"name"`
+	Value  any    `json:"value"`
+	Source string `json:"source"`
+	Env    string `json:"env"`
+}
+
+func (c *config) values() []settingValue {
+	var out []settingValue
+	for _, n := range c.names {
+		var val any = c.v.Get(n)
+		if _, ok := lookupSetting(n).def.([]string); ok {
+			val = c.Strings(n)
+		}
+		if d, ok := lookupSetting(n).def.(time.Duration); ok {
+			_ = d
+			val = c.Duration(n).String()
+		}
+		out = append(out, settingValue{Name: n, Value: val, Source: c.source(n), Env: envName(n)})
+	}
+	return out
+}
+
+func newConfigCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Inspect configuration"}
+	var asJSON bool
+	print := &cobra.Command{
+		Use:   "print",
+		Short: "Show the effective configuration of a node and where each value came from",
+		Long: `Show every node setting's effective value and its source: flag, env (the
+STRATA_ variable), file (--config), or default. Pass the same flags, environment
+and config file you would pass to "strata node".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), c.values())
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SETTING\tVALUE\tSOURCE")
+			for _, s := range c.values() {
+				fmt.Fprintf(tw, "%s\t%v\t%s\n", s.Name, s.Value, s.Source)
+			}
+			return tw.Flush()
+		},
+	}
+	names := make([]string, 0, len(settings))
+	for _, s := range settings {
+		if s.name != "log-format" && s.name != "log-level" {
+			names = append(names, s.name)
+		}
+	}
+	addSettingFlags(print.Flags(), names...)
+	print.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.AddCommand(print)
+	return cmd
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParseAndMedian(t *testing.T) {
+	in := `goos: linux
+BenchmarkX/impl=a-2   1  300 ns/op  10.0 MB/s
+BenchmarkX/impl=a-2   1  100 ns/op  30.0 MB/s
+BenchmarkX/impl=a-2   1  200 ns/op  20.0 MB/s
+PASS`
+	s, err := parse(strings.NewReader(in), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := median(s["BenchmarkX/impl=a"]["MB/s"]); got != 20 {
+		t.Fatalf("median MB/s = %v, want 20", got)
+	}
+	if ok, _ := meets(0.96, ">=0.95"); !ok {
+		t.Fatal("0.96 should meet >=0.95")
+	}
+	if ok, _ := meets(0.94, ">=0.95"); ok {
+		t.Fatal("0.94 should miss >=0.95")
+	}
+}

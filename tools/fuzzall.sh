@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every Fuzz* target in the module for $FUZZTIME each (go test can fuzz
+# only one target per invocation).
+set -euo pipefail
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-10s}
+found=0
+for pkg in $($GO list ./...); do
+  for target in $($GO test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+    found=$((found + 1))
+    echo "fuzz: $pkg $target for $FUZZTIME"
+    $GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg"
+  done
+done
+echo "fuzz: ran $found fuzz targets"
+[ "$found" -gt 0 ]
