@@ -1,0 +1,390 @@
+package bootstrap
+
+import (
+	"math/rand/v2"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/strata-p2p/strata/proto"
+)
+
+// maxAddrLen is the longest listen address kept; longer ones are dropped.
+const maxAddrLen = 255
+
+// maxPendingAttaches caps the pending attaches remembered per supernode, so
+// a flood of joins cannot grow an entry without bound. Past the cap the
+// oldest is forgotten early.
+const maxPendingAttaches = 128
+
+// Registry is the bootstrap server's state: the live supernodes with their
+// self-reported load, the attaches recently handed out, and the one pending
+// promotion. It is a plain data structure: no goroutines, no sockets, and
+// time is passed in, so the server, the tests and the simulator drive the
+// same code. It is not safe for concurrent use; its owner serialises calls.
+//
+// Its state is soft: after a restart it is rebuilt from the supernodes'
+// next heartbeats.
+type Registry struct {
+	cfg     Config
+	rng     *rand.Rand
+	entries []*entry // in a stable order, so that a seeded run repeats
+	byID    map[proto.PeerID]*entry
+
+	// The promotion handed out last, pending until promotedUntil or until
+	// promoted registers.
+	promoted      proto.PeerID
+	promotedUntil time.Time
+}
+
+// entry is one registered supernode.
+type entry struct {
+	id       proto.PeerID
+	addrs    []string // never modified in place, only replaced
+	load     proto.Load
+	lastSeen time.Time
+	pending  []time.Time // deadlines of attaches handed out, oldest first
+}
+
+// NewRegistry returns an empty registry. Unset fields of cfg take their
+// defaults; a nil cfg.Rand is seeded at random.
+func NewRegistry(cfg Config) (*Registry, error) {
+	cfg = cfg.populate()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Registry{cfg: cfg, rng: cfg.Rand, byID: map[proto.PeerID]*entry{}}, nil
+}
+
+func (r *Registry) live(e *entry, now time.Time) bool {
+	return now.Sub(e.lastSeen) < r.cfg.Expiry
+}
+
+// Register adds or refreshes the supernode id; it is both the first
+// registration and every heartbeat.
+//
+// Addresses: at most proto.MaxAddrs are kept, and entries that are not
+// host:port (or longer than 255 bytes) are dropped. A supernode bound to a
+// wildcard address cannot know which of its addresses others reach it on,
+// so an address whose host is unspecified (0.0.0.0, ::, or empty) is
+// rewritten to the host the request came from (observed) with the
+// advertised port. When no usable address remains, observed itself is used:
+// Strata listens and dials from one UDP socket, so the source address of the
+// request is the supernode's listen address as the bootstrap sees it.
+//
+// The reply lists up to Config.MeshPeers other live supernodes, a random
+// sample, for the supernode to peer with. Registering a new supernode when
+// the registry holds Config.MaxSupernodes live ones fails with a
+// *proto.Error of code proto.CodeFull.
+func (r *Registry) Register(now time.Time, id proto.PeerID, addrs []string, observed string, load proto.Load) (proto.RegisterReply, error) {
+	e, ok := r.byID[id]
+	if !ok {
+		if len(r.entries) >= r.cfg.MaxSupernodes {
+			r.Expire(now)
+		}
+		if len(r.entries) >= r.cfg.MaxSupernodes {
+			return proto.RegisterReply{}, proto.Errorf(proto.CodeFull,
+				"this bootstrap server already tracks %d supernodes, its limit; register with another bootstrap server", r.cfg.MaxSupernodes)
+		}
+		e = &entry{id: id}
+		r.entries = append(r.entries, e)
+		r.byID[id] = e
+	}
+	e.addrs = normalizeAddrs(addrs, observed)
+	e.load = load
+	e.lastSeen = now
+	if r.promoted == id {
+		r.promoted, r.promotedUntil = proto.PeerID{}, time.Time{}
+	}
+	return proto.RegisterReply{
+		Peers:           r.sample(now, id, r.cfg.MeshPeers),
+		HeartbeatMillis: uint32(r.cfg.Heartbeat / time.Millisecond),
+		ExpiryMillis:    uint32(r.cfg.Expiry / time.Millisecond),
+	}, nil
+}
+
+// normalizeAddrs applies Register's address rules.
+func normalizeAddrs(addrs []string, observed string) []string {
+	obsHost, _, obsErr := net.SplitHostPort(observed)
+	out := make([]string, 0, min(len(addrs), proto.MaxAddrs))
+	for _, a := range addrs {
+		if len(out) == proto.MaxAddrs {
+			break
+		}
+		if len(a) > maxAddrLen {
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || port == "" {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			if obsErr != nil {
+				continue
+			}
+			a = net.JoinHostPort(obsHost, port)
+		}
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 && observed != "" && len(observed) <= maxAddrLen {
+		out = append(out, observed)
+	}
+	return out
+}
+
+// Join answers a node asking for supernodes to attach to. observed is the
+// address the request came from, echoed in ObservedAddr.
+//
+// The reply lists up to Config.JoinReplySize live supernodes other than
+// from. Those with room come first, in a random order weighted by their
+// room, so that newcomers spread in proportion to free slots; the rest
+// follow, least over-committed first. "Room" is a supernode's free slots as
+// of its last heartbeat less the attaches handed out in the last
+// Config.AttachHold: the supernode listed first in each reply is counted as
+// one pending attach, so a burst of joins between two heartbeats spreads.
+//
+// Promotion: a node joining with RoleSupernode always gets Become =
+// RoleSupernode and a mesh sample of supernodes to peer with. A node joining
+// with RoleUnknown (auto) gets the same when no live supernode has room and
+// no other promotion is pending; the promotion stays pending for
+// Config.PromotionHold or until the node registers, and meanwhile other auto
+// nodes get the supernodes there are (possibly full, possibly none) and are
+// expected to retry. A leaf (RoleLeaf) is never promoted.
+func (r *Registry) Join(now time.Time, from proto.PeerID, role proto.Role, observed string) proto.JoinReply {
+	reply := proto.JoinReply{ObservedAddr: observed}
+	if role == proto.RoleSupernode {
+		reply.Become = proto.RoleSupernode
+		reply.Supernodes = r.sample(now, from, r.cfg.MeshPeers)
+		return reply
+	}
+	list, room := r.rank(now, from, r.cfg.JoinReplySize)
+	if role == proto.RoleUnknown && !room && r.promote(now, from) {
+		reply.Become = proto.RoleSupernode
+		reply.Supernodes = r.sample(now, from, r.cfg.MeshPeers)
+		return reply
+	}
+	if len(list) > 0 {
+		first := list[0]
+		if len(first.pending) == maxPendingAttaches {
+			first.pending = first.pending[1:]
+		}
+		first.pending = append(first.pending, now.Add(r.cfg.AttachHold))
+	}
+	reply.Supernodes = make(proto.List[proto.PeerInfo], len(list))
+	for i, e := range list {
+		reply.Supernodes[i] = e.info()
+	}
+	return reply
+}
+
+// promote hands the pending promotion to id unless another node holds it.
+// Asking again while holding it gets it again (the hold is not extended).
+func (r *Registry) promote(now time.Time, id proto.PeerID) bool {
+	if !r.promoted.IsZero() && r.promoted != id && now.Before(r.promotedUntil) {
+		return false
+	}
+	if r.promoted != id || !now.Before(r.promotedUntil) {
+		r.promoted, r.promotedUntil = id, now.Add(r.cfg.PromotionHold)
+	}
+	return true
+}
+
+// candidate is a supernode being ranked for a JoinReply; lower sorts first.
+type candidate struct {
+	full bool    // no room left
+	key  float64 // with room: exponential draw over room (weighted order); full: over-commitment
+	tie  float64
+	e    *entry
+}
+
+func (a candidate) less(b candidate) bool {
+	if a.full != b.full {
+		return !a.full
+	}
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	return a.tie < b.tie
+}
+
+// rank returns the best k live supernodes other than from, and whether any
+// live supernode has room. Ordering supernodes with room by an exponential
+// draw divided by their room is a weighted random order: each comes first
+// with probability proportional to its room.
+func (r *Registry) rank(now time.Time, from proto.PeerID, k int) ([]*entry, bool) {
+	best := make([]candidate, 0, k+1)
+	room := false
+	for _, e := range r.entries {
+		if e.id == from || !r.live(e, now) {
+			continue
+		}
+		e.prunePending(now)
+		// Not Load.Free: over-full supernodes rank by how far over they are.
+		free := int(e.load.Capacity) - int(e.load.Leaves) - len(e.pending)
+		c := candidate{full: free <= 0, tie: r.rng.Float64(), e: e}
+		if c.full {
+			c.key = float64(-free)
+		} else {
+			room = true
+			c.key = r.rng.ExpFloat64() / float64(free)
+		}
+		if len(best) == k && !c.less(best[k-1]) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(best, c, func(a, b candidate) int {
+			if a.less(b) {
+				return -1
+			}
+			return 1
+		})
+		best = slices.Insert(best, i, c)
+		if len(best) > k {
+			best = best[:k]
+		}
+	}
+	out := make([]*entry, len(best))
+	for i, c := range best {
+		out[i] = c.e
+	}
+	return out, room
+}
+
+func (e *entry) prunePending(now time.Time) {
+	n := 0
+	for n < len(e.pending) && !now.Before(e.pending[n]) {
+		n++
+	}
+	if n == len(e.pending) {
+		e.pending = nil
+	} else if n > 0 {
+		e.pending = slices.Clone(e.pending[n:])
+	}
+}
+
+// sample returns up to k live supernodes other than exclude, chosen
+// uniformly at random (a lazy Fisher-Yates shuffle, so it costs O(k) when
+// most entries are live rather than O(registry size)).
+func (r *Registry) sample(now time.Time, exclude proto.PeerID, k int) proto.List[proto.PeerInfo] {
+	n := len(r.entries)
+	swapped := map[int]int{}
+	at := func(i int) int {
+		if v, ok := swapped[i]; ok {
+			return v
+		}
+		return i
+	}
+	out := make(proto.List[proto.PeerInfo], 0, min(k, n))
+	for i := 0; i < n && len(out) < k; i++ {
+		j := i + r.rng.IntN(n-i)
+		vi, vj := at(i), at(j)
+		swapped[i], swapped[j] = vj, vi
+		e := r.entries[vj]
+		if e.id != exclude && r.live(e, now) {
+			out = append(out, e.info())
+		}
+	}
+	return out
+}
+
+func (e *entry) info() proto.PeerInfo {
+	return proto.PeerInfo{ID: e.id, Addrs: slices.Clone(e.addrs), Role: proto.RoleSupernode, Load: e.load}
+}
+
+// Expire drops the supernodes that have not registered for Config.Expiry
+// and forgets a promotion whose hold has passed. It returns the dropped
+// supernodes.
+func (r *Registry) Expire(now time.Time) []proto.PeerID {
+	var dropped []proto.PeerID
+	for i := 0; i < len(r.entries); {
+		e := r.entries[i]
+		if r.live(e, now) {
+			e.prunePending(now)
+			i++
+			continue
+		}
+		dropped = append(dropped, e.id)
+		delete(r.byID, e.id)
+		last := len(r.entries) - 1
+		r.entries[i] = r.entries[last]
+		r.entries[last] = nil
+		r.entries = r.entries[:last]
+	}
+	if !r.promoted.IsZero() && !now.Before(r.promotedUntil) {
+		r.promoted, r.promotedUntil = proto.PeerID{}, time.Time{}
+	}
+	return dropped
+}
+
+// Len is the number of supernodes held, including any that have missed
+// their heartbeats but not yet been expired.
+func (r *Registry) Len() int { return len(r.entries) }
+
+// Status is what the bootstrap server knows, as served at GET /v1/status.
+type Status struct {
+	PeerID     proto.PeerID      `json:"peer_id"`
+	Role       proto.Role        `json:"role"`
+	Supernodes []SupernodeStatus `json:"supernodes"`
+	Totals     Totals            `json:"totals"`
+	// PendingPromotion is the auto node last told to become a supernode,
+	// while that promotion is pending.
+	PendingPromotion *proto.PeerID `json:"pending_promotion,omitempty"`
+}
+
+// SupernodeStatus is one registered supernode.
+type SupernodeStatus struct {
+	PeerID proto.PeerID `json:"peer_id"`
+	Addrs  []string     `json:"addrs"`
+	Load   proto.Load   `json:"load"`
+	// LastSeenMillis is the age of its last heartbeat.
+	LastSeenMillis int64 `json:"last_seen_ms"`
+	// PendingAttaches is how many joiners were recently handed this
+	// supernode first and may not show in its load yet.
+	PendingAttaches int `json:"pending_attaches"`
+}
+
+// Totals sums the live supernodes' self-reported load.
+type Totals struct {
+	Supernodes         int     `json:"supernodes"`
+	Leaves             int     `json:"leaves"`
+	Capacity           int     `json:"capacity"`
+	FreeSlots          int     `json:"free_slots"`
+	IndexFiles         int     `json:"index_files"`
+	LeavesPerSupernode float64 `json:"leaves_per_supernode"`
+}
+
+// Snapshot returns the live supernodes, ordered by peer ID, and totals.
+// PeerID and Role are left for the caller (the server) to fill in.
+func (r *Registry) Snapshot(now time.Time) Status {
+	st := Status{Supernodes: []SupernodeStatus{}}
+	for _, e := range r.entries {
+		if !r.live(e, now) {
+			continue
+		}
+		pending := 0
+		for _, d := range e.pending {
+			if now.Before(d) {
+				pending++
+			}
+		}
+		st.Supernodes = append(st.Supernodes, SupernodeStatus{
+			PeerID: e.id, Addrs: slices.Clone(e.addrs), Load: e.load,
+			LastSeenMillis: now.Sub(e.lastSeen).Milliseconds(), PendingAttaches: pending,
+		})
+		st.Totals.Supernodes++
+		st.Totals.Leaves += int(e.load.Leaves)
+		st.Totals.Capacity += int(e.load.Capacity)
+		st.Totals.FreeSlots += e.load.Free()
+		st.Totals.IndexFiles += int(e.load.IndexFiles)
+	}
+	slices.SortFunc(st.Supernodes, func(a, b SupernodeStatus) int { return slices.Compare(a.PeerID[:], b.PeerID[:]) })
+	if st.Totals.Supernodes > 0 {
+		st.Totals.LeavesPerSupernode = float64(st.Totals.Leaves) / float64(st.Totals.Supernodes)
+	}
+	if !r.promoted.IsZero() && now.Before(r.promotedUntil) {
+		p := r.promoted
+		st.PendingPromotion = &p
+	}
+	return st
+}
