@@ -87,7 +87,7 @@ func addSettingFlags(fs *pflag.FlagSet, names ...string) {
 }
 
 func addGlobalFlags(root *cobra.Command) {
-	root.PersistentFlags().String("config", "", "YAML config file (settings by flag name, e.g. `listen: 0.0.0.0:7400`)")
+	root.PersistentFlags().String("config", "", "YAML config `FILE` of settings keyed by flag name (e.g. listen: 0.0.0.0:7400)")
 	addSettingFlags(root.PersistentFlags(), "log-format", "log-level")
 }
 

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/supernode"
+)
+
+func init() { extraCommands = append(extraCommands, newNodeCmd) }
+
+var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
+	"max-leaves", "mesh-degree", "heartbeat", "rescan"}
+
+func newNodeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a node: share folders, search the network, and serve as a supernode when needed",
+		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s), attaches
+to one, uploads the list of files in its --share folders (and sends changes as
+they happen), and answers to "strata search" and "strata status" on its local
+control API (--api). With --role auto (the default) it becomes a supernode when
+the network needs one; --role leaf and --role supernode pin the role.
+
+When ready it prints one JSON line to standard output:
+{"event":"ready","role":...,"peer_id":...,"quic":...,"api":...}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(c, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			node.Version = version
+			sc := supernode.DefaultConfig()
+			sc.MaxLeaves = c.Int("max-leaves")
+			sc.MeshDegree = c.Int("mesh-degree")
+			n, err := node.New(node.Config{
+				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
+				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
+				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
+				Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return n.Run(cmd.Context(), func(r node.Ready) {
+				b, _ := json.Marshal(r)
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			})
+		},
+	}
+	addSettingFlags(cmd.Flags(), nodeSettings...)
+	return cmd
+}

@@ -1,0 +1,439 @@
+// Package node is a Strata peer: its identity, its shares, its attachment to
+// a supernode, its searches and its control API. When the network (or
+// --role supernode) says so, it runs the supernode role in-process on the
+// same QUIC socket.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/strata-p2p/strata/bootstrap"
+	"github.com/strata-p2p/strata/internal/identity"
+	"github.com/strata-p2p/strata/internal/session"
+	"github.com/strata-p2p/strata/internal/shares"
+	"github.com/strata-p2p/strata/internal/transport/quicnet"
+	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/supernode"
+)
+
+// Version is the agent string's version; cmd/strata sets it.
+var Version = "dev"
+
+// Role policy for a node.
+const (
+	RoleAuto      = "auto"
+	RoleLeaf      = "leaf"
+	RoleSupernode = "supernode"
+)
+
+// Config is everything a node needs; cmd/strata fills it from flags,
+// environment and config files.
+type Config struct {
+	StateDir   string   // identity key, hash cache
+	Listen     string   // QUIC UDP address
+	API        string   // control API TCP address (loopback)
+	Bootstraps []string // bootstrap servers
+	ShareDirs  []string
+	Downloads  string
+	Role       string // auto, leaf or supernode
+	Supernode  supernode.Config
+	Rescan     time.Duration // how often share folders are checked
+	Heartbeat  time.Duration // supernode heartbeat to the bootstraps
+	Transport  quicnet.Config
+	Logger     *zap.Logger
+}
+
+// DefaultConfig returns the library defaults (addresses are left to cmd).
+func DefaultConfig() Config {
+	return Config{Role: RoleAuto, Rescan: 2 * time.Second, Heartbeat: time.Second, Supernode: supernode.DefaultConfig()}
+}
+
+func (c *Config) validate() error {
+	d := DefaultConfig()
+	switch c.Role {
+	case "":
+		c.Role = d.Role
+	case RoleAuto, RoleLeaf, RoleSupernode:
+	default:
+		return fmt.Errorf("--role %q: want auto, leaf or supernode", c.Role)
+	}
+	if c.StateDir == "" {
+		return errors.New("no state directory: set --state-dir")
+	}
+	if c.Listen == "" {
+		return errors.New("no listen address: set --listen (e.g. 0.0.0.0:7400, or port 0 for any)")
+	}
+	if len(c.Bootstraps) == 0 && c.Role != RoleSupernode {
+		return errors.New("no bootstrap server: set --bootstrap HOST:PORT (or run with --role supernode to start a network)")
+	}
+	for _, b := range c.Bootstraps {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("--bootstrap %q: want HOST:PORT", b)
+		}
+	}
+	if c.Rescan <= 0 {
+		c.Rescan = d.Rescan
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = d.Heartbeat
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Node is a running peer.
+type Node struct {
+	cfg   Config
+	log   *zap.Logger
+	id    *identity.Identity
+	lib   *shares.Library
+	start time.Time
+
+	tr  *quicnet.Transport
+	api net.Listener
+	bc  *bootstrap.Client
+
+	scanMu sync.Mutex // held while scanning and while a new attachment snapshots the shares
+
+	mu       sync.Mutex
+	role     proto.Role
+	sn       *supernode.Runtime
+	att      *attachment
+	observed string // our address as a bootstrap saw it
+	events   []Event
+
+	wg sync.WaitGroup
+}
+
+// Event is a role or attachment change, kept for status.
+type Event struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+}
+
+// New loads the identity and opens the share library. It starts nothing.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", cfg.StateDir, err)
+	}
+	id, created, err := identity.LoadOrCreate(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Logger.Info("created a new identity", zap.Stringer("peer_id", id.PeerID()))
+	}
+	lib, err := shares.Open(shares.Config{Dirs: cfg.ShareDirs, StateDir: cfg.StateDir, Logger: cfg.Logger.Named("shares")})
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, log: cfg.Logger, id: id, lib: lib, role: proto.RoleLeaf}, nil
+}
+
+// PeerID is the node's peer ID.
+func (n *Node) PeerID() proto.PeerID { return n.id.PeerID() }
+
+// Ready describes a started node.
+type Ready struct {
+	Event  string       `json:"event"`
+	Role   string       `json:"role"`
+	PeerID proto.PeerID `json:"peer_id"`
+	QUIC   string       `json:"quic"`
+	API    string       `json:"api"`
+}
+
+// Run starts the node and blocks until ctx ends; ready is called once the
+// sockets are bound and the first scan is done.
+func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
+	n.start = time.Now()
+	var err error
+	tcfg := n.cfg.Transport
+	tcfg.Logger = n.log.Named("quic")
+	n.tr, err = quicnet.Listen(n.cfg.Listen, n.id, tcfg)
+	if err != nil {
+		return err
+	}
+	defer n.tr.Close()
+	n.api, err = net.Listen("tcp", n.cfg.API)
+	if err != nil {
+		return fmt.Errorf("control API on %s: %w (is another node using it? pick another with --api)", n.cfg.API, err)
+	}
+	srv := &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	if err := n.scan(ctx, true); err != nil && ctx.Err() == nil {
+		n.log.Warn("share scan failed", zap.Error(err))
+	}
+	n.bc = bootstrap.NewClient(n.tr, n.hello(), n.log.Named("bootstrap"))
+	defer func() { n.bootstrapClient().Close() }()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.goRun(func() { _ = srv.Serve(n.api) })
+	n.goRun(func() { n.acceptLoop(ctx) })
+	n.goRun(func() { n.rescanLoop(ctx) })
+	if n.cfg.Role == RoleSupernode {
+		n.becomeSupernode(ctx, "started with --role supernode")
+	} else {
+		n.goRun(func() { n.leafLoop(ctx) })
+	}
+	if ready != nil {
+		ready(Ready{Event: "ready", Role: n.Role().String(), PeerID: n.PeerID(), QUIC: n.tr.Addr().String(), API: n.api.Addr().String()})
+	}
+	<-ctx.Done()
+	n.log.Info("shutting down")
+	shutCtx, c2 := context.WithTimeout(context.Background(), 3*time.Second)
+	_ = srv.Shutdown(shutCtx)
+	c2()
+	n.mu.Lock()
+	sn := n.sn
+	n.mu.Unlock()
+	if sn != nil {
+		sn.Close()
+	}
+	_ = n.tr.Close()
+	n.wg.Wait()
+	return n.lib.Close()
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Role is the node's current role.
+func (n *Node) Role() proto.Role {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.role
+}
+
+func (n *Node) note(what string) {
+	n.mu.Lock()
+	n.events = append(n.events, Event{At: time.Now(), What: what})
+	if len(n.events) > 100 {
+		n.events = n.events[len(n.events)-100:]
+	}
+	n.mu.Unlock()
+	n.log.Info(what)
+}
+
+func (n *Node) bootstrapClient() *bootstrap.Client {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.bc
+}
+
+// listenAddrs is what the node advertises: its bound address, with an
+// unspecified host replaced by the one a bootstrap observed.
+func (n *Node) listenAddrs() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.listenAddrsLocked()
+}
+
+func (n *Node) listenAddrsLocked() []string {
+	addr := n.tr.Addr().String()
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if oh, _, err := net.SplitHostPort(n.observed); err == nil {
+			return []string{net.JoinHostPort(oh, port)}
+		}
+	}
+	return []string{addr}
+}
+
+func (n *Node) hello() proto.Hello {
+	return proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Role: n.Role(),
+		ListenAddrs: n.listenAddrs(), Agent: "strata/" + Version}
+}
+
+func (n *Node) selfInfo() proto.PeerInfo {
+	return proto.PeerInfo{ID: n.PeerID(), Addrs: n.listenAddrs(), Role: n.Role()}
+}
+
+// acceptLoop takes every incoming connection, runs the hello and serves its
+// streams with the handlers of the node's current role.
+func (n *Node) acceptLoop(ctx context.Context) {
+	for {
+		c, err := n.tr.Accept(ctx)
+		if err != nil {
+			return
+		}
+		n.goRun(func() {
+			s, err := session.Server(ctx, c, n.hello())
+			if err != nil {
+				n.log.Debug("hello failed", zap.Stringer("peer", c.RemotePeer()), zap.Error(err))
+				return
+			}
+			_ = s.Serve(ctx, n.log, 0, n.handleStream)
+			_ = c.CloseWithError(proto.CodeOK, "")
+		})
+	}
+}
+
+func (n *Node) handleStream(ctx context.Context, s *session.Session, st *session.Stream, first proto.Message) {
+	if p, ok := first.(*proto.Ping); ok {
+		_ = st.Send(&proto.Pong{Nonce: p.Nonce})
+		st.Finish()
+		return
+	}
+	n.mu.Lock()
+	sn := n.sn
+	n.mu.Unlock()
+	if sn != nil && sn.HandleStream(ctx, s, st, first) {
+		return
+	}
+	switch first.(type) {
+	case *proto.Attach, *proto.Query, *proto.PeerList:
+		st.Fail(proto.Errorf(proto.CodeRefused, "this node is a leaf, not a supernode"))
+	default:
+		st.Fail(proto.Errorf(proto.CodeProtocol, "unexpected %s", first.Type()))
+	}
+}
+
+// scan rescans the share folders and sends what changed to wherever the
+// node's files are indexed.
+func (n *Node) scan(ctx context.Context, first bool) error {
+	n.scanMu.Lock()
+	defer n.scanMu.Unlock()
+	var last time.Time
+	progress := func(p shares.Progress) {
+		if first && time.Since(last) > time.Second && p.FilesTotal > 0 {
+			last = time.Now()
+			n.log.Info("scanning shares", zap.Int("files_done", p.FilesDone), zap.Int("files_total", p.FilesTotal),
+				zap.Int64("mb_done", p.BytesDone>>20), zap.Int64("mb_total", p.BytesTotal>>20))
+		}
+	}
+	diff, err := n.lib.Scan(ctx, progress)
+	if err != nil {
+		return err
+	}
+	if first {
+		n.log.Info("shares ready", zap.Int("files", n.lib.Len()))
+	}
+	if diff.Empty() {
+		return nil
+	}
+	n.mu.Lock()
+	sn, att := n.sn, n.att
+	n.mu.Unlock()
+	switch {
+	case sn != nil:
+		sn.With(func(c *supernode.Core) {
+			_, _ = c.RemoveShares(n.PeerID(), refs(diff.Removed))
+			_, _ = c.AddShares(n.PeerID(), diff.Added)
+		})
+	case att != nil:
+		att.push(diff)
+	}
+	return nil
+}
+
+func refs(es []proto.FileEntry) []proto.FileRef {
+	out := make([]proto.FileRef, len(es))
+	for i, e := range es {
+		out[i] = proto.FileRef{ContentID: e.ContentID, Name: e.Name}
+	}
+	return out
+}
+
+func (n *Node) rescanLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Rescan)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.scan(ctx, false); err != nil && ctx.Err() == nil {
+				n.log.Warn("share rescan failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// becomeSupernode starts the supernode role in-process: it indexes the
+// node's own files, serves leaves and mesh links on the node's socket, and
+// registers with the bootstrap servers.
+func (n *Node) becomeSupernode(ctx context.Context, why string) {
+	n.mu.Lock()
+	if n.sn != nil {
+		n.mu.Unlock()
+		return
+	}
+	n.role = proto.RoleSupernode
+	att := n.att
+	n.att = nil
+	n.mu.Unlock()
+	if att != nil {
+		att.close("becoming a supernode")
+	}
+	rt := supernode.NewRuntime(supernode.RuntimeConfig{Core: n.cfg.Supernode, Logger: n.log.Named("supernode")},
+		n.tr, n.selfInfo(), n.hello)
+	n.scanMu.Lock()
+	rt.With(func(c *supernode.Core) { _, _ = c.AddShares(n.PeerID(), n.lib.Files()) })
+	n.mu.Lock()
+	n.sn = rt
+	n.mu.Unlock()
+	n.scanMu.Unlock()
+	rt.Start(ctx)
+	n.note("became a supernode: " + why)
+	// Later bootstrap sessions must present the supernode role.
+	n.mu.Lock()
+	old := n.bc
+	n.bc = bootstrap.NewClient(n.tr, proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion,
+		Role: proto.RoleSupernode, ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version}, n.log.Named("bootstrap"))
+	n.mu.Unlock()
+	old.Close()
+	n.goRun(func() { n.heartbeatLoop(ctx, rt) })
+}
+
+// heartbeatLoop registers with every bootstrap server and feeds the mesh
+// peers they return to the supernode.
+func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
+	t := time.NewTicker(n.cfg.Heartbeat)
+	defer t.Stop()
+	warned := false
+	for {
+		var load proto.Load
+		rt.With(func(c *supernode.Core) {
+			c.SetAddrs(n.listenAddrs(), proto.ReachUnknown)
+			load = c.Load()
+		})
+		if len(n.cfg.Bootstraps) > 0 {
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			replies, err := n.bootstrapClient().Register(rctx, n.cfg.Bootstraps, n.listenAddrs(), load)
+			cancel()
+			if err != nil && ctx.Err() == nil && !warned {
+				n.log.Warn("cannot register with any bootstrap server; will keep trying", zap.Error(err))
+				warned = true
+			}
+			for _, r := range replies {
+				warned = false
+				rt.With(func(c *supernode.Core) { c.Learn(time.Now(), r.Peers) })
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
