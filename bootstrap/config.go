@@ -132,10 +132,10 @@ func (c Config) validate() error {
 		}
 	}
 	if c.Heartbeat > 0 && c.Expiry > 0 && c.Expiry <= c.Heartbeat {
-		errs = append(errs, fmt.Errorf("Expiry (%v) must be longer than Heartbeat (%v), or every supernode expires between two heartbeats", c.Expiry, c.Heartbeat))
+		errs = append(errs, fmt.Errorf("expiry (Expiry=%v) must be longer than the heartbeat (Heartbeat=%v), or every supernode expires between two heartbeats", c.Expiry, c.Heartbeat))
 	}
 	if c.Expiry > 0 && c.Expiry/time.Millisecond > 1<<32-1 {
-		errs = append(errs, fmt.Errorf("Expiry (%v) does not fit the wire's 32-bit milliseconds", c.Expiry))
+		errs = append(errs, fmt.Errorf("expiry (Expiry=%v) does not fit the wire's 32-bit milliseconds", c.Expiry))
 	}
 	for _, n := range []struct {
 		name   string
