@@ -23,6 +23,7 @@ func Encode(m Message) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
 	enc.UseCompactInts(true)
+	enc.UseArrayEncodedStructs(true)
 	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.Type(), err)
 	}
@@ -268,6 +269,7 @@ func (w *Writer) WriteMsg(m Message) error {
 	if w.enc == nil {
 		w.enc = msgpack.NewEncoder(&w.buf)
 		w.enc.UseCompactInts(true)
+		w.enc.UseArrayEncodedStructs(true)
 	}
 	w.buf.Reset()
 	w.buf.Write(make([]byte, HeaderSize))

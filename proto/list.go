@@ -33,7 +33,7 @@ func (l *List[T]) DecodeMsgpack(d *msgpack.Decoder) error {
 	// fields+1 bytes: size the slice by what the bytes left can hold.
 	prealloc := min(n, 16)
 	if r, ok := d.Buffered().(interface{ Len() int }); ok {
-		prealloc = min(n, r.Len()/(reflect.TypeFor[T]().NumField()))
+		prealloc = min(n, r.Len()/(reflect.TypeFor[T]().NumField()+1))
 	}
 	out := make([]T, 0, prealloc)
 	for i := range n {

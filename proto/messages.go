@@ -51,8 +51,6 @@ const (
 
 // Hello is the first message on a connection's control stream, both ways.
 type Hello struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	MinVersion  uint16
 	MaxVersion  uint16
 	Role        Role
@@ -63,46 +61,34 @@ type Hello struct {
 
 // ErrorMsg tells the other end why a request failed before the stream closes.
 type ErrorMsg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Code    ErrorCode
 	Message string
 }
 
 // Ping asks for a Pong with the same nonce (liveness and round-trip time).
 type Ping struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Nonce uint64
 }
 
 // Pong answers a Ping.
 type Pong struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Nonce uint64
 }
 
 // Goodbye says the sender is closing the session on purpose (a leaf leaving,
 // a supernode shutting down), so the receiver can act at once.
 type Goodbye struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Reason string
 }
 
 // JoinRequest asks a bootstrap server for supernodes to attach to.
 type JoinRequest struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Role Role // the role the node runs with: leaf, supernode, or unknown for auto
 }
 
 // JoinReply lists supernodes, those with free slots first. Become is set to
 // RoleSupernode when the network needs the asking node to become one.
 type JoinReply struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Supernodes   List[PeerInfo]
 	Become       Role
 	ObservedAddr string // the address the bootstrap saw the request come from
@@ -111,8 +97,6 @@ type JoinReply struct {
 // Register announces a supernode to a bootstrap server and doubles as its
 // heartbeat.
 type Register struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Addrs []string
 	Load  Load
 }
@@ -120,8 +104,6 @@ type Register struct {
 // RegisterReply gives a supernode other supernodes to peer with and the
 // heartbeat interval the bootstrap expects.
 type RegisterReply struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Peers           List[PeerInfo]
 	HeartbeatMillis uint32
 	ExpiryMillis    uint32
@@ -129,15 +111,11 @@ type RegisterReply struct {
 
 // Attach asks a supernode to take the sender as a leaf.
 type Attach struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Files uint32 // how many files the leaf will upload
 }
 
 // AttachReply accepts or refuses a leaf; a refusal lists other supernodes.
 type AttachReply struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Accepted bool
 	Reason   string
 	Redirect List[PeerInfo]
@@ -145,23 +123,17 @@ type AttachReply struct {
 
 // ShareAdd adds files to the leaf's entry in its supernode's index.
 type ShareAdd struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Entries List[FileEntry]
 }
 
 // FileRef names a file a leaf no longer shares.
 type FileRef struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	ContentID ContentID
 	Name      string
 }
 
 // ShareRemove removes files from the leaf's entry.
 type ShareRemove struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Refs List[FileRef]
 }
 
@@ -175,8 +147,6 @@ func (q QueryID) String() string { return fmt.Sprintf("%x", q[:]) }
 // reads QueryHits until the stream ends; supernodes forward it to their
 // neighbours with TTL-1 and Hops+1 (Gnutella's rules).
 type Query struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	ID         QueryID
 	TTL        uint8
 	Hops       uint8
@@ -186,8 +156,6 @@ type Query struct {
 
 // Hit is one matching file and who holds it.
 type Hit struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Entry  FileEntry `json:"file"`
 	Holder PeerInfo  `json:"holder"`
 	Hops   uint8     `json:"hops"` // supernode hops from the asker's supernode
@@ -195,16 +163,12 @@ type Hit struct {
 
 // QueryHits carries hits for a query back along the path it came.
 type QueryHits struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	ID   QueryID
 	Hits List[Hit]
 }
 
 // PeerList tells a neighbour about other supernodes.
 type PeerList struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Peers List[PeerInfo]
 }
 

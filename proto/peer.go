@@ -122,8 +122,6 @@ func (r *Reachability) UnmarshalJSON(b []byte) error {
 
 // PeerInfo is how nodes tell each other about a node.
 type PeerInfo struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	ID        PeerID       `json:"peer_id"`
 	Addrs     []string     `json:"addrs"`
 	Role      Role         `json:"role"`
@@ -135,8 +133,6 @@ type PeerInfo struct {
 // to spread newcomers; it is never used to decide promotion (that uses only
 // what Strata measured itself).
 type Load struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	Leaves     uint32 `json:"leaves"`
 	Capacity   uint32 `json:"capacity"`
 	IndexFiles uint32 `json:"index_files"`

@@ -9,8 +9,8 @@ import (
 	"unicode/utf8"
 )
 
-// ContentID names a file by its content: the SHA-256 of the file's piece-hash
-// list (see docs/PROTOCOL.md, "Content IDs"). Two files with the same bytes
+// ContentID names a file by its content: the BLAKE3 hash of the file's size
+// and piece-hash list (see docs/PROTOCOL.md, "Content IDs"). Two files with the same bytes
 // have the same ContentID wherever they are shared, so a download can take
 // pieces from any holder and verify each one.
 type ContentID [32]byte
@@ -109,8 +109,6 @@ func (m *MediaType) UnmarshalJSON(b []byte) error {
 // <bitrate> <frequency> <time>" plus tags. Leaves send lists of these to their
 // supernode; supernodes index them and return them in hits.
 type FileEntry struct {
-	_msgpack struct{} `msgpack:",as_array"`
-
 	ContentID  ContentID `json:"content_id"`
 	Name       string    `json:"name"` // base name, no directories
 	Size       uint64    `json:"size"` // bytes
