@@ -25,11 +25,10 @@ func hello(role proto.Role) proto.Hello {
 }
 
 type pair struct {
-	client   transport.Conn
-	server   *quicnet.Transport
-	logs     *observer.ObservedLogs
-	served   chan error
-	echoPing bool
+	client transport.Conn
+	server *quicnet.Transport
+	logs   *observer.ObservedLogs
+	served chan error
 }
 
 // start runs a server that does the hello and then serves streams by
