@@ -7,7 +7,9 @@
 //	  -pair 'throughput|BenchmarkStreamThroughput/impl=strata|BenchmarkStreamThroughput/impl=quic-go-default|MB/s|>=0.95'
 //
 // A pair is label|ours|baseline|unit[|target], target being ">=X" or "<=X"
-// on the ratio ours/baseline. Unmatched benchmark lines are echoed so no
+// on the ratio ours/baseline. ours or baseline may be Name@unit to compare
+// two metrics of one benchmark (e.g. a latency beside a round trip it
+// measured in the same run). Unmatched benchmark lines are echoed so no
 // figure is hidden.
 package main
 
@@ -96,7 +98,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "benchratio: bad -pair %q: want label|ours|baseline|unit[|target]\n", p)
 			os.Exit(2)
 		}
-		a, b := samples[f[1]][f[3]], samples[f[2]][f[3]]
+		a, b := lookup(samples, f[1], f[3]), lookup(samples, f[2], f[3])
 		if len(a) == 0 || len(b) == 0 {
 			fmt.Fprintf(tw, "%s\t%s\tmissing\tmissing\t-\t-\t%d/%d\n", f[0], f[3], len(a), len(b))
 			continue
@@ -138,6 +140,14 @@ func main() {
 		}
 	}
 	_ = tw.Flush()
+}
+
+// lookup returns the samples of name (or name@unit, overriding unit).
+func lookup(s map[string]map[string][]float64, name, unit string) []float64 {
+	if i := strings.LastIndex(name, "@"); i > 0 {
+		name, unit = name[:i], name[i+1:]
+	}
+	return s[name][unit]
 }
 
 func meets(ratio float64, target string) (bool, error) {

@@ -19,6 +19,9 @@ PASS`
 	if got := median(s["BenchmarkX/impl=a"]["MB/s"]); got != 20 {
 		t.Fatalf("median MB/s = %v, want 20", got)
 	}
+	if got := lookup(s, "BenchmarkX/impl=a@ns/op", "MB/s"); median(got) != 200 {
+		t.Fatalf("name@unit lookup = %v, want the ns/op samples", got)
+	}
 	if ok, _ := meets(0.96, ">=0.95"); !ok {
 		t.Fatal("0.96 should meet >=0.95")
 	}
