@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/strata-p2p/strata/bootstrap"
+	"github.com/strata-p2p/strata/internal/identity"
+	"github.com/strata-p2p/strata/internal/transport/quicnet"
+	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/proto"
+)
+
+func init() { extraCommands = append(extraCommands, newBootstrapCmd) }
+
+// The bootstrap server's own defaults for the shared "listen" and "api"
+// settings, whose table defaults are the node's.
+const (
+	bootstrapDefaultListen = "0.0.0.0:7300"
+	bootstrapDefaultAPI    = "127.0.0.1:7301"
+)
+
+// bootstrapDefaultStateDir keeps the bootstrap server's identity apart from
+// a node's on the same machine: sharing the key would give both one peer ID.
+func bootstrapDefaultStateDir() string { return filepath.Join(defaultStateDir(), "bootstrap") }
+
+func newBootstrapCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "Run a bootstrap server: supernodes register with it, joining nodes ask it for supernodes",
+		Long: `Run a Strata bootstrap server on --listen (UDP, QUIC). Supernodes register
+with it and heartbeat their load every second; joining nodes ask it for
+supernodes with free leaf slots, and it tells an auto-role node to become a
+supernode when none has room. Its state is soft: after a restart it knows the
+network again from the next heartbeats. Run several for redundancy and list
+them all in the nodes' --bootstrap.
+
+GET /v1/status on --api shows the supernodes it knows and their load.
+
+When ready it prints one JSON line to standard output:
+{"event":"ready","role":"bootstrap","peer_id":...,"quic":...,"api":...}`,
+		Args: cobra.NoArgs,
+		RunE: runBootstrap,
+	}
+	fs := cmd.Flags()
+	addSettingFlags(fs, "listen", "state-dir", "api")
+	setFlagDefault(fs, "listen", bootstrapDefaultListen)
+	setFlagDefault(fs, "api", bootstrapDefaultAPI)
+	setFlagDefault(fs, "state-dir", bootstrapDefaultStateDir())
+	return cmd
+}
+
+// setFlagDefault replaces the default of a flag defined from the settings
+// table, for a command whose default differs from the table's.
+func setFlagDefault(fs *pflag.FlagSet, name, def string) {
+	f := fs.Lookup(name)
+	if err := f.Value.Set(def); err != nil {
+		panic(fmt.Sprintf("strata: default %q for --%s: %v", def, name, err)) // programming error
+	}
+	f.DefValue = def
+}
+
+func runBootstrap(cmd *cobra.Command, _ []string) error {
+	c, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	stateDir := c.String("state-dir")
+	id, created, err := identity.LoadOrCreate(stateDir)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created a new identity", zap.String("state_dir", stateDir), zap.Stringer("peer_id", id.PeerID()))
+	}
+
+	cfg := bootstrap.DefaultConfig()
+	cfg.Logger = log
+	cfg.Agent = "strata/" + version
+	srv, err := bootstrap.New(cfg, id.PeerID())
+	if err != nil {
+		return err
+	}
+
+	listen, api := c.String("listen"), c.String("api")
+	tr, err := quicnet.Listen(listen, id, quicnet.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	ln, err := net.Listen("tcp", api)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s for the status API: %w (is another process using that port? pick another with --api)", api, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
+
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := srv.Serve(ctx, tr); err != nil {
+			errc <- err
+		}
+	})
+	wg.Go(func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("status API on %s: %w", ln.Addr(), err)
+		}
+	})
+
+	ready, err := json.Marshal(node.Ready{Event: "ready", Role: proto.RoleBootstrap.String(), PeerID: id.PeerID(),
+		QUIC: tr.Addr().String(), API: ln.Addr().String()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), string(ready))
+	log.Info("bootstrap server ready", zap.Stringer("peer_id", id.PeerID()),
+		zap.Stringer("quic", tr.Addr()), zap.Stringer("api", ln.Addr()))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("bootstrap server failed; shutting down", zap.Error(runErr))
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+	}
+	_ = srv.Close()
+	_ = tr.Close()
+	return runErr
+}
