@@ -68,9 +68,7 @@ type Index struct {
 
 	text arena
 
-	terms     map[string]uint32 // term → index into posts
-	posts     []posting
-	freeTerms []uint32
+	dict dictionary // terms and their postings
 
 	owners map[uint32][]DocID
 
@@ -89,12 +87,13 @@ type Index struct {
 
 // New returns an empty index.
 func New() *Index {
+	seed := maphash.MakeSeed()
 	return &Index{
 		wide:   make(map[DocID]wideAttrs),
-		terms:  make(map[string]uint32),
 		owners: make(map[uint32][]DocID),
 		slots:  make([]uint32, 64),
-		seed:   maphash.MakeSeed(),
+		seed:   seed,
+		dict:   newDictionary(seed),
 		tok:    newTokenizer(MinWordLen),
 	}
 }
@@ -106,7 +105,7 @@ func (x *Index) Len() int { return x.n }
 func (x *Index) OwnerLen(owner uint32) int { return len(x.owners[owner]) }
 
 // Terms returns the number of distinct terms.
-func (x *Index) Terms() int { return len(x.terms) }
+func (x *Index) Terms() int { return x.dict.n }
 
 // Add indexes a file shared by owner (a handle the supernode gives each
 // leaf) and returns its DocID. It returns false, and changes nothing, if
@@ -160,7 +159,7 @@ func (x *Index) Add(owner uint32, e *proto.FileEntry) (DocID, bool) {
 
 	space := x.docs.n
 	for _, t := range x.docTerms(id, true) {
-		x.posts[t].add(uint32(id), space)
+		x.dict.posts[t].add(uint32(id), space)
 	}
 	return id, true
 }
@@ -254,15 +253,9 @@ func (x *Index) Bytes() int {
 		mapEntry    = 48 // a map slot with its share of control bytes and spare room
 	)
 	b := x.docs.bytes() + len(x.wide)*(mapEntry+16) + cap(x.free)*4 +
-		x.text.bytes() +
-		cap(x.posts)*int(unsafe.Sizeof(posting{})) + cap(x.freeTerms)*4 +
+		x.text.bytes() + x.dict.bytes() +
 		cap(x.slots)*4 + cap(x.tids)*4 + cap(x.pairs)*8 +
 		cap(x.tok.buf) + cap(x.tok.ends)*4
-	for i := range x.posts {
-		p := &x.posts[i]
-		b += cap(p.d)*4 + len(p.key)
-	}
-	b += len(x.terms) * mapEntry
 	for _, docs := range x.owners {
 		b += mapEntry + sliceHeader + cap(docs)*4
 	}
@@ -307,12 +300,10 @@ func (x *Index) attrs(id uint32, d *doc) (bitrate, freq, dur uint32) {
 // removePostings deletes ids (sorted) from term t, and the term itself once
 // no file holds it, so that words no longer shared do not pile up.
 func (x *Index) removePostings(t uint32, ids []uint32, space int) {
-	p := &x.posts[t]
+	p := &x.dict.posts[t]
 	p.remove(ids, space)
 	if p.n == 0 {
-		delete(x.terms, p.key)
-		*p = posting{}
-		x.freeTerms = append(x.freeTerms, t)
+		x.dict.remove(t)
 	}
 }
 
@@ -333,34 +324,16 @@ func (x *Index) docTerms(id DocID, create bool) []uint32 {
 	}
 	tids := x.tids[:0]
 	for i := range t.n() {
-		tok := t.token(i)
-		tid, ok := x.terms[string(tok)]
-		if !ok {
-			if !create {
-				continue // cannot happen: an indexed file's terms all exist
-			}
-			tid = x.newTerm(string(tok))
+		if create {
+			tids = append(tids, x.dict.intern(t.token(i)))
+		} else if tid, ok := x.dict.lookup(string(t.token(i))); ok { // always: the file is indexed
+			tids = append(tids, tid)
 		}
-		tids = append(tids, tid)
 	}
 	slices.Sort(tids)
 	tids = slices.Compact(tids)
 	x.tids = tids
 	return tids
-}
-
-func (x *Index) newTerm(key string) uint32 {
-	var t uint32
-	if k := len(x.freeTerms); k > 0 {
-		t = x.freeTerms[k-1]
-		x.freeTerms = x.freeTerms[:k-1]
-	} else {
-		t = uint32(len(x.posts))
-		x.posts = append(x.posts, posting{})
-	}
-	x.posts[t].key = key
-	x.terms[key] = t
-	return t
 }
 
 // entry rebuilds the FileEntry of a live doc. Its four strings share one

@@ -407,8 +407,8 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 		for _, q := range queries {
 			var it intersection
 			for _, w := range q.words {
-				if tid, ok := x.terms[w]; ok {
-					it.ps = append(it.ps, &x.posts[tid])
+				if tid, ok := x.dict.lookup(w); ok {
+					it.ps = append(it.ps, &x.dict.posts[tid])
 				}
 			}
 			if len(it.ps) == len(q.words) {

@@ -109,13 +109,26 @@ func (t *tokenizer) has(w string) bool {
 	return false
 }
 
+// maxTokenLen caps a token, in bytes. A name is at most 255 bytes, but
+// compatibility decomposition can lengthen it ("㌀" is "アパート"); longer
+// tokens are cut at a rune boundary, the same way in names and queries.
+const maxTokenLen = 255
+
 // end closes the token that began at start, dropping it if it is too short.
 func (t *tokenizer) end(start int) {
-	if len(t.buf)-start >= t.minLen && len(t.buf) > start {
-		t.ends = append(t.ends, int32(len(t.buf)))
+	n := len(t.buf) - start
+	if n < t.minLen || n == 0 {
+		t.buf = t.buf[:start]
 		return
 	}
-	t.buf = t.buf[:start]
+	if n > maxTokenLen {
+		cut := start + maxTokenLen
+		for !utf8.RuneStart(t.buf[cut]) {
+			cut--
+		}
+		t.buf = t.buf[:cut]
+	}
+	t.ends = append(t.ends, int32(len(t.buf)))
 }
 
 // add appends the tokens of s. Text is separated from text added before, so

@@ -21,8 +21,10 @@ const (
 // posting is the set of documents holding one term.
 type posting struct {
 	d      []uint32 // sorted doc IDs, or bitmap words (bit i of word w is doc 32w+i)
-	key    string   // the term, to delete it from the dictionary when it empties
 	n      uint32   // documents in the set
+	keyOff uint32   // the term: dictionary.text[keyOff:keyOff+keyLen]
+	hash   uint32   // the term's hash in the dictionary
+	keyLen uint8    // 0 for an unused posting
 	bitmap bool
 }
 

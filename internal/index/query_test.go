@@ -100,9 +100,11 @@ func TestParseQueryCanonical(t *testing.T) {
 }
 
 func TestParseQueryErrors(t *testing.T) {
-	var squares string
-	for r := rune(0x3300); r < 0x3350; r++ {
-		squares += string(r) // ㌀ is アパート
+	var squares string // 5 words of 5 squares, 80 bytes; ㌀ is アパート
+	for r := rune(0x3300); r < 0x3319; r++ {
+		if squares += string(r); (r-0x3300)%5 == 4 {
+			squares += " "
+		}
 	}
 	for _, c := range []struct {
 		in   string
@@ -113,7 +115,7 @@ func TestParseQueryErrors(t *testing.T) {
 		{"size>10MB ext:mp3", ErrNoWords, "query has no words; add at least one word to search for"},
 		{"a b c", ErrNoWords, "single letter"},
 		{strings.Repeat("x", MaxQueryLen+1), ErrQueryTooLong, "over the cap of 256"},
-		{squares, ErrQueryTooLong, "once normalised"}, // 240 bytes; each square expands to a word under NFKD
+		{squares, ErrQueryTooLong, "once normalised"},
 		{"w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17", ErrTooManyWords, "17 words, over the cap of 16"},
 		{"love \xff", ErrQuerySyntax, "UTF-8"},
 		{"love size>10XB", ErrQuerySyntax, `unknown size unit "XB"`},
@@ -271,4 +273,20 @@ func FuzzTokenize(f *testing.F) {
 			t.Fatalf("tokens(%q) = %q, but tokens of those = %q", s, once, twice)
 		}
 	})
+}
+
+func TestLongTokenCut(t *testing.T) {
+	var s string
+	for r := rune(0x3300); r < 0x3355; r++ {
+		s += string(r) // 255 bytes that decompose to about 1,000
+	}
+	got := tokens(s)
+	if len(got) != 1 || len(got[0]) > maxTokenLen || len(got[0]) < maxTokenLen-3 || !utf8.ValidString(got[0]) {
+		t.Fatalf("tokens of 85 squares: %d tokens, first %d bytes", len(got), len(got[0]))
+	}
+	x := New()
+	x.Add(1, &proto.FileEntry{ContentID: proto.ContentID{1}, Name: s})
+	if hits := search(x, mustParse(t, s), 0); len(hits) != 1 {
+		t.Fatalf("the name as a query found %d files, want 1", len(hits))
+	}
 }

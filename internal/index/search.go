@@ -36,11 +36,11 @@ func (x *Index) Search(q *Query, limit int, fn func(owner uint32, e proto.FileEn
 	}
 	var it intersection
 	for _, w := range q.words {
-		t, ok := x.terms[w]
+		t, ok := x.dict.lookup(w)
 		if !ok {
 			return
 		}
-		it.ps = append(it.ps, &x.posts[t])
+		it.ps = append(it.ps, &x.dict.posts[t])
 	}
 	it.start()
 	filtered := len(q.nums) > 0 || len(q.exts) > 0 || len(q.media) > 0
