@@ -20,6 +20,10 @@ import (
 // before the next is tried.
 const AttemptTimeout = 5 * time.Second
 
+// MaxRegisterBackoff caps how long Register leaves a failing bootstrap
+// server alone (the wait starts at one second and doubles per failure).
+const MaxRegisterBackoff = 8 * time.Second
+
 // ErrClientClosed is returned by a Client's methods after Close.
 var ErrClientClosed = errors.New("bootstrap client closed")
 
@@ -37,7 +41,14 @@ type Client struct {
 	mu       sync.Mutex
 	closed   bool
 	sessions map[string]*session.Session
-	failing  map[string]bool // addresses whose last attempt failed, to log changes only
+	failing  map[string]*failure // addresses whose last attempt failed
+}
+
+// failure is the recent history of a bootstrap address that does not answer.
+type failure struct {
+	count   int
+	retryAt time.Time // Register leaves the address alone until then
+	err     error
 }
 
 // NewClient returns a client that dials from tr and introduces itself with
@@ -49,13 +60,15 @@ func NewClient(tr transport.Transport, hello proto.Hello, log *zap.Logger) *Clie
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Client{tr: tr, hello: hello, log: log, sessions: map[string]*session.Session{}, failing: map[string]bool{}}
+	return &Client{tr: tr, hello: hello, log: log, sessions: map[string]*session.Session{}, failing: map[string]*failure{}}
 }
 
 // Join asks the bootstrap servers, in order, for supernodes to attach to,
 // and returns the first answer and the address that gave it. role is the
-// role the node runs with (proto.RoleUnknown for auto). When every server
-// fails, the error names each address and what happened.
+// role the node runs with (proto.RoleUnknown for auto). Each attempt gets at
+// most AttemptTimeout, and at most an equal share of what remains of ctx's
+// deadline, so later servers are still tried when an early one is silent.
+// When every server fails, the error names each address and what happened.
 func Join(ctx context.Context, tr transport.Transport, bootstraps []string, role proto.Role, hello proto.Hello) (*proto.JoinReply, string, error) {
 	c := NewClient(tr, hello, nil)
 	defer c.Close()
@@ -78,8 +91,14 @@ func (c *Client) Join(ctx context.Context, bootstraps []string, role proto.Role)
 		return nil, "", errors.New("join: no bootstrap server addresses; set --bootstrap to host:port of at least one")
 	}
 	var errs []error
-	for _, addr := range bootstraps {
-		reply, err := c.request(ctx, addr, &proto.JoinRequest{Role: role})
+	for i, addr := range bootstraps {
+		// Share what is left of ctx among the servers not yet tried, so a
+		// dead first server cannot use up the caller's whole deadline.
+		timeout := AttemptTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl)/time.Duration(len(bootstraps)-i))
+		}
+		reply, err := c.request(ctx, addr, timeout, &proto.JoinRequest{Role: role})
 		if err == nil {
 			jr, ok := reply.(*proto.JoinReply)
 			if ok {
@@ -100,6 +119,12 @@ func (c *Client) Join(ctx context.Context, bootstraps []string, role proto.Role)
 // answered, by address. The error is non-nil only when none answered; it
 // names each address and what happened. Failures of some servers are
 // logged when a server starts or stops answering.
+//
+// The call waits for every server it tries. So that a silent server does
+// not hold up every heartbeat, a server that failed is left out for a while
+// (1 s, doubling up to MaxRegisterBackoff) as long as some other server is
+// not backing off. Pass a ctx deadline well under the expiry the servers
+// announce (RegisterReply.ExpiryMillis).
 func (c *Client) Register(ctx context.Context, bootstraps []string, addrs []string, load proto.Load) (map[string]*proto.RegisterReply, error) {
 	bootstraps = dedupe(bootstraps)
 	if len(bootstraps) == 0 {
@@ -110,12 +135,18 @@ func (c *Client) Register(ctx context.Context, bootstraps []string, addrs []stri
 		wg      sync.WaitGroup
 		replies = map[string]*proto.RegisterReply{}
 		errs    = make([]error, len(bootstraps))
+		skip    = c.backingOff(bootstraps)
 	)
 	for i, addr := range bootstraps {
+		if f := skip[addr]; f != nil {
+			errs[i] = fmt.Errorf("%s: not retried for %v after %d failures: %w", addr,
+				time.Until(f.retryAt).Round(100*time.Millisecond), f.count, f.err)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reply, err := c.request(ctx, addr, &proto.Register{Addrs: addrs, Load: load})
+			reply, err := c.request(ctx, addr, AttemptTimeout, &proto.Register{Addrs: addrs, Load: load})
 			if err == nil {
 				rr, ok := reply.(*proto.RegisterReply)
 				if ok {
@@ -137,9 +168,9 @@ func (c *Client) Register(ctx context.Context, bootstraps []string, addrs []stri
 }
 
 // request sends msg to the bootstrap server at addr over its cached session
-// (dialing one if needed) and returns the reply.
-func (c *Client) request(ctx context.Context, addr string, msg proto.Message) (proto.Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+// (dialing one if needed) and returns the reply, giving up after timeout.
+func (c *Client) request(ctx context.Context, addr string, timeout time.Duration, msg proto.Message) (proto.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	sess, err := c.session(ctx, addr)
 	if err == nil {
@@ -214,24 +245,54 @@ func (c *Client) drop(addr string, sess *session.Session) {
 	_ = sess.CloseWithError(proto.CodeOK, "reconnecting")
 }
 
-// noteResult logs when a bootstrap server starts or stops answering.
+// noteResult records an attempt's outcome and logs when a bootstrap server
+// starts or stops answering.
 func (c *Client) noteResult(addr string, err error) {
 	c.mu.Lock()
-	was := c.failing[addr]
+	f := c.failing[addr]
 	if err != nil {
-		c.failing[addr] = true
+		if f == nil {
+			f = &failure{}
+			c.failing[addr] = f
+		}
+		f.count++
+		f.err = err
+		f.retryAt = time.Now().Add(min(time.Second<<min(f.count-1, 10), MaxRegisterBackoff))
 	} else {
 		delete(c.failing, addr)
 	}
+	count := 0
+	if f != nil {
+		count = f.count
+	}
 	c.mu.Unlock()
 	switch {
-	case err != nil && !was:
+	case err != nil && count == 1:
 		c.log.Warn("bootstrap server not answering", zap.String("bootstrap", addr), zap.Error(err))
 	case err != nil:
-		c.log.Debug("bootstrap server still not answering", zap.String("bootstrap", addr), zap.Error(err))
-	case was:
+		c.log.Debug("bootstrap server still not answering", zap.String("bootstrap", addr), zap.Int("failures", count), zap.Error(err))
+	case f != nil:
 		c.log.Info("bootstrap server answering again", zap.String("bootstrap", addr))
 	}
+}
+
+// backingOff returns the addresses Register should leave out now: those
+// failing and not due for a retry, unless that is all of them.
+func (c *Client) backingOff(addrs []string) map[string]*failure {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	out := map[string]*failure{}
+	for _, a := range addrs {
+		if f := c.failing[a]; f != nil && now.Before(f.retryAt) {
+			cp := *f
+			out[a] = &cp
+		}
+	}
+	if len(out) == len(addrs) {
+		return nil
+	}
+	return out
 }
 
 // Close closes the cached sessions. Calls in progress fail.

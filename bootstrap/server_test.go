@@ -578,3 +578,68 @@ func TestMaxConns(t *testing.T) {
 		runtime.Gosched()
 	}
 }
+
+func TestClientFailoverPastSilentBootstrap(t *testing.T) {
+	ctx := testCtx(t)
+	nw := memnet.NewNetwork(1)
+	b := startMem(t, nw, "", Config{})
+	// A bootstrap that takes the connection but never answers the hello,
+	// as a wedged server would.
+	hole, err := nw.Listen("mem:hole", pid(500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	leaf, _ := memClient(t, nw, 2, proto.RoleLeaf)
+	jctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, used, err := leaf.Join(jctx, []string{"mem:hole", b.addr}, proto.RoleLeaf)
+	if err != nil || used != b.addr {
+		t.Fatalf("join within 2s with a silent first bootstrap: used %q, err %v; want the second, %s", used, err, b.addr)
+	}
+}
+
+func TestRegisterBacksOffSilentBootstrap(t *testing.T) {
+	ctx := testCtx(t)
+	nw := memnet.NewNetwork(1)
+	b := startMem(t, nw, "", Config{})
+	hole, err := nw.Listen("mem:hole", pid(500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	sn, _ := memClient(t, nw, 1, proto.RoleSupernode)
+	for i := range 3 {
+		rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		replies, err := sn.Register(rctx, []string{"mem:hole", b.addr}, nil, proto.Load{Capacity: 1})
+		cancel()
+		if err != nil || len(replies) != 1 {
+			t.Fatalf("heartbeat %d: %v, %v; want b's answer", i, replies, err)
+		}
+	}
+	// The silent server was dialed once; the next heartbeats left it out.
+	dials := 0
+	for {
+		actx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		_, err := hole.Accept(actx)
+		cancel()
+		if err != nil {
+			break
+		}
+		dials++
+	}
+	if dials != 1 {
+		t.Fatalf("silent bootstrap dialed %d times in 3 quick heartbeats, want 1 (backoff)", dials)
+	}
+	// With every server backing off, Register tries them all anyway.
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := sn.Register(rctx, []string{"mem:hole"}, nil, proto.Load{}); err == nil || !strings.Contains(err.Error(), "mem:hole") {
+		t.Fatalf("register with only the silent server: %v", err)
+	}
+	actx, cancel2 := context.WithTimeout(ctx, time.Second)
+	defer cancel2()
+	if _, err := hole.Accept(actx); err != nil {
+		t.Fatal("a lone failing bootstrap was not retried")
+	}
+}
