@@ -268,9 +268,9 @@ func (c *Client) noteResult(addr string, err error) {
 	c.mu.Unlock()
 	switch {
 	case err != nil && count == 1:
-		c.log.Warn("bootstrap server not answering", zap.String("bootstrap", addr), zap.Error(err))
+		c.log.Warn("bootstrap server request failed", zap.String("bootstrap", addr), zap.Error(err))
 	case err != nil:
-		c.log.Debug("bootstrap server still not answering", zap.String("bootstrap", addr), zap.Int("failures", count), zap.Error(err))
+		c.log.Debug("bootstrap server request failed again", zap.String("bootstrap", addr), zap.Int("failures", count), zap.Error(err))
 	case f != nil:
 		c.log.Info("bootstrap server answering again", zap.String("bootstrap", addr))
 	}

@@ -223,12 +223,15 @@ func (r *Registry) rank(now time.Time, from proto.PeerID, k int) ([]*entry, bool
 		e.prunePending(now)
 		// Not Load.Free: over-full supernodes rank by how far over they are.
 		free := int(e.load.Capacity) - int(e.load.Leaves) - len(e.pending)
-		c := candidate{full: free <= 0, tie: r.rng.Float64(), e: e}
+		c := candidate{full: free <= 0, e: e}
 		if c.full {
-			c.key = float64(-free)
+			if len(best) == k && !best[k-1].full {
+				continue // k supernodes with room already found
+			}
+			c.key, c.tie = float64(-free), r.rng.Float64()
 		} else {
 			room = true
-			c.key = r.rng.ExpFloat64() / float64(free)
+			c.key = r.rng.ExpFloat64() / float64(free) // ties have probability zero
 		}
 		if len(best) == k && !c.less(best[k-1]) {
 			continue
