@@ -130,6 +130,7 @@ func TestBadFrames(t *testing.T) {
 		{"array claims 10M", frame(TypeShareAdd, []byte{0x91, 0xdd, 0x00, 0x98, 0x96, 0x80}), 0, CodeMalformed},
 		{"string claims 4GB", frame(TypeGoodbye, []byte{0x91, 0xdb, 0xff, 0xff, 0xff, 0xff}), 0, CodeMalformed},
 		{"list over cap", frame(TypePeerList, append([]byte{0x91, 0xdc, 0x01, 0x00}, bytes.Repeat([]byte{0xc0}, 256)...)), 0, CodeMalformed},
+		{"nine listen addresses", frame(TypeHello, append([]byte{0x96, 1, 1, 1, 0x99}, append(bytes.Repeat([]byte{0xa1, 'x'}, 9), 0xa0, 0)...)), 0, CodeMalformed},
 		{"nil list element", frame(TypePeerList, []byte{0x91, 0x91, 0xc0}), 0, CodeMalformed},
 		{"deep nesting", frame(TypeHello, bytes.Repeat([]byte{0x91}, 40)), 0, CodeMalformed},
 	}

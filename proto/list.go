@@ -64,3 +64,38 @@ func listCap(v any) int {
 	}
 	return 1024
 }
+
+// Addrs is a list of "host:port" strings capped at MaxAddrs entries of at
+// most MaxAddrLen bytes each; longer lists or entries fail to decode.
+type Addrs []string
+
+// MaxAddrLen bounds one address string.
+const MaxAddrLen = 255
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (a *Addrs) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		*a = nil
+		return nil
+	}
+	if n > MaxAddrs {
+		return fmt.Errorf("%d addresses, over the cap of %d", n, MaxAddrs)
+	}
+	out := make([]string, 0, n)
+	for range n {
+		s, err := d.DecodeString()
+		if err != nil {
+			return err
+		}
+		if len(s) > MaxAddrLen {
+			return fmt.Errorf("address of %d bytes, over the cap of %d", len(s), MaxAddrLen)
+		}
+		out = append(out, s)
+	}
+	*a = out
+	return nil
+}

@@ -54,7 +54,7 @@ type Hello struct {
 	MinVersion  uint16
 	MaxVersion  uint16
 	Role        Role
-	ListenAddrs []string
+	ListenAddrs Addrs
 	Agent       string // e.g. "strata/0.1.0"
 	Reachable   Reachability
 }
@@ -97,7 +97,7 @@ type JoinReply struct {
 // Register announces a supernode to a bootstrap server and doubles as its
 // heartbeat.
 type Register struct {
-	Addrs []string
+	Addrs Addrs
 	Load  Load
 }
 

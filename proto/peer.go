@@ -123,7 +123,7 @@ func (r *Reachability) UnmarshalJSON(b []byte) error {
 // PeerInfo is how nodes tell each other about a node.
 type PeerInfo struct {
 	ID        PeerID       `json:"peer_id"`
-	Addrs     []string     `json:"addrs"`
+	Addrs     Addrs        `json:"addrs"`
 	Role      Role         `json:"role"`
 	Reachable Reachability `json:"reachable"`
 	Load      Load         `json:"load"`

@@ -103,7 +103,10 @@ func printBootstrapStatus(w io.Writer, body []byte) error {
 			PeerID string   `json:"peer_id"`
 			Addrs  []string `json:"addrs"`
 			Load   struct {
-				Leaves, Capacity, IndexFiles, Neighbours int
+				Leaves     int `json:"leaves"`
+				Capacity   int `json:"capacity"`
+				IndexFiles int `json:"index_files"`
+				Neighbours int `json:"neighbours"`
 			} `json:"load"`
 			LastSeenMS float64 `json:"last_seen_ms"`
 		} `json:"supernodes"`

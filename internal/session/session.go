@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -21,6 +22,11 @@ import (
 
 // HelloTimeout bounds the hello exchange.
 const HelloTimeout = 5 * time.Second
+
+// FirstMessageTimeout bounds how long a new stream may stay silent before
+// its first message: a peer can't hold handler goroutines by opening
+// streams and sending nothing.
+const FirstMessageTimeout = 10 * time.Second
 
 // Session is a connection after a successful hello.
 type Session struct {
@@ -185,8 +191,8 @@ func (s *Session) Serve(ctx context.Context, log *zap.Logger, maxFrame int, h Ha
 	for {
 		raw, err := s.AcceptStream(ctx)
 		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
-				return nil
+			if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || proto.CodeOf(err) == proto.CodeOK {
+				return nil // we or the peer closed normally
 			}
 			return err
 		}
@@ -194,7 +200,12 @@ func (s *Session) Serve(ctx context.Context, log *zap.Logger, maxFrame int, h Ha
 		go func() {
 			defer wg.Done()
 			st := NewStream(raw, maxFrame)
+			_ = st.SetReadDeadline(time.Now().Add(FirstMessageTimeout))
 			m, err := st.Recv()
+			_ = st.SetReadDeadline(time.Time{})
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = proto.Errorf(proto.CodeTimeout, "no first message within %v", FirstMessageTimeout)
+			}
 			if err != nil {
 				if err != io.EOF {
 					log.Info("bad first frame on stream; resetting it",
