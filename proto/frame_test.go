@@ -44,6 +44,11 @@ func sampleMessages() []Message {
 		&Query{ID: QueryID{9}, TTL: 3, Hops: 1, Text: "random song bitrate>=128", MaxResults: 100},
 		&QueryHits{ID: QueryID{9}, Hits: List[Hit]{{Entry: sampleEntry(0), Holder: samplePeer(), Hops: 2}}},
 		&PeerList{Peers: List[PeerInfo]{samplePeer()}},
+		&PiecesRequest{ContentID: sampleEntry(1).ContentID, First: 0, Count: 4},
+		&Pieces{ContentID: sampleEntry(1).ContentID, Size: 1 << 20, First: 0, Hashes: bytes.Repeat([]byte{7}, 4*32)},
+		&RangeRequest{ContentID: sampleEntry(1).ContentID, Offset: 262144, Length: 262144},
+		&RangeReply{Offset: 262144, Length: 262144},
+		&Queued{Position: 3, Slots: 4},
 	}
 }
 

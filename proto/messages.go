@@ -32,6 +32,13 @@ const (
 
 	// Supernode mesh.
 	TypePeerList MsgType = 0x0040
+
+	// Transfers (peer to peer).
+	TypePiecesRequest MsgType = 0x0050
+	TypePieces        MsgType = 0x0051
+	TypeRangeRequest  MsgType = 0x0052
+	TypeRangeReply    MsgType = 0x0053
+	TypeQueued        MsgType = 0x0054
 )
 
 // Message is any body that can be framed.
@@ -172,6 +179,47 @@ type PeerList struct {
 	Peers List[PeerInfo]
 }
 
+// PiecesRequest asks a holder for part of a file's piece-hash list.
+type PiecesRequest struct {
+	ContentID ContentID
+	First     uint32 // index of the first piece hash wanted
+	Count     uint32 // how many (the holder may send fewer: MaxHashesPerFrame)
+}
+
+// Pieces answers a PiecesRequest. Hashes is the concatenation of the
+// requested piece hashes, 32 bytes each. The downloader checks the whole
+// list against the content ID (proto.VerifyPieces) before using any of it.
+type Pieces struct {
+	ContentID ContentID
+	Size      uint64 // file size in bytes
+	First     uint32
+	Hashes    []byte
+}
+
+// RangeRequest asks for bytes [Offset, Offset+Length) of a file. The
+// holder answers Queued while the requester waits for an upload slot, then
+// RangeReply followed by exactly Length raw bytes on the stream, then FIN;
+// or an ErrorMsg (not found, bad request for a range outside the file, full
+// when the queue is full).
+type RangeRequest struct {
+	ContentID ContentID
+	Offset    uint64
+	Length    uint64
+}
+
+// RangeReply precedes the raw bytes of a range.
+type RangeReply struct {
+	Offset uint64
+	Length uint64
+}
+
+// Queued tells a requester its place in the upload queue (Gnutella's PARQ).
+// It is sent again when the place changes.
+type Queued struct {
+	Position uint32 // 1 = next
+	Slots    uint32 // upload slots the holder has
+}
+
 func (*Hello) Type() MsgType         { return TypeHello }
 func (*ErrorMsg) Type() MsgType      { return TypeError }
 func (*Ping) Type() MsgType          { return TypePing }
@@ -188,6 +236,11 @@ func (*ShareRemove) Type() MsgType   { return TypeShareRemove }
 func (*Query) Type() MsgType         { return TypeQuery }
 func (*QueryHits) Type() MsgType     { return TypeQueryHits }
 func (*PeerList) Type() MsgType      { return TypePeerList }
+func (*PiecesRequest) Type() MsgType { return TypePiecesRequest }
+func (*Pieces) Type() MsgType        { return TypePieces }
+func (*RangeRequest) Type() MsgType  { return TypeRangeRequest }
+func (*RangeReply) Type() MsgType    { return TypeRangeReply }
+func (*Queued) Type() MsgType        { return TypeQueued }
 
 // New returns an empty message of type t, or nil when t is unknown.
 func New(t MsgType) Message {
@@ -224,6 +277,16 @@ func New(t MsgType) Message {
 		return new(QueryHits)
 	case TypePeerList:
 		return new(PeerList)
+	case TypePiecesRequest:
+		return new(PiecesRequest)
+	case TypePieces:
+		return new(Pieces)
+	case TypeRangeRequest:
+		return new(RangeRequest)
+	case TypeRangeReply:
+		return new(RangeReply)
+	case TypeQueued:
+		return new(Queued)
 	}
 	return nil
 }
@@ -233,7 +296,8 @@ func AllTypes() []MsgType {
 	return []MsgType{TypeHello, TypeError, TypePing, TypePong, TypeGoodbye,
 		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply,
 		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
-		TypeQuery, TypeQueryHits, TypePeerList}
+		TypeQuery, TypeQueryHits, TypePeerList,
+		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued}
 }
 
 func (t MsgType) String() string {
