@@ -53,13 +53,14 @@ type wideAttrs struct{ bitrate, freq, dur uint32 }
 // single-threaded core, which serialises every call. A Search callback must
 // not modify the index it is searching.
 //
-// Storage is columnar and pointer-free: a packed array of 64-byte records,
-// one per DocID; one byte arena holding each file's name, artist, title and
-// album back to back; a posting list per term (see posting); an
-// open-addressed table of doc IDs that finds a file by (owner, content ID,
-// name); and each owner's list of doc IDs, so that a departing leaf is
+// Storage is columnar: 64-byte records, one per DocID, in fixed pages; the
+// name, artist, title and album of each file back to back in a paged byte
+// arena; a dictionary of terms, each with its posting list (see posting);
+// an open-addressed table of doc IDs that finds a file by (owner, content
+// ID, name); and each owner's list of doc IDs, so that a departing leaf is
 // dropped in one pass. Removed IDs are reused, and the arena is compacted
-// once more than half of it is dead.
+// once more than half of it is dead (one copy of the live text, a few tens
+// of milliseconds at a million files).
 type Index struct {
 	docs docTable
 	wide map[DocID]wideAttrs
@@ -326,7 +327,7 @@ func (x *Index) docTerms(id DocID, create bool) []uint32 {
 	for i := range t.n() {
 		if create {
 			tids = append(tids, x.dict.intern(t.token(i)))
-		} else if tid, ok := x.dict.lookup(string(t.token(i))); ok { // always: the file is indexed
+		} else if tid, ok := x.dict.lookupBytes(t.token(i)); ok { // always: the file is indexed
 			tids = append(tids, tid)
 		}
 	}

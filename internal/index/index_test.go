@@ -270,10 +270,10 @@ func TestLimitAndStop(t *testing.T) {
 
 func TestDocIDReuse(t *testing.T) {
 	x := New()
-	var ids []DocID
 	for i := range 10 {
-		id, _ := x.Add(1, file(i, fmt.Sprintf("old %d.mp3", i)))
-		ids = append(ids, id)
+		if id, _ := x.Add(1, file(i, fmt.Sprintf("old %d.mp3", i))); id != DocID(i) {
+			t.Fatalf("file %d got ID %d", i, id)
+		}
 	}
 	x.Remove(1, cid(3), "old 3.mp3")
 	x.Remove(1, cid(7), "old 7.mp3")

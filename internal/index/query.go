@@ -263,8 +263,9 @@ func normExt(s string) (string, bool) {
 	return string(t.token(0)), true
 }
 
-// filterKeys maps the filter keys ParseQuery accepts to what they filter.
-// "freq" and "samplerate" are the same filter.
+// filterKey reports whether k (in any case) is a filter key, whether the
+// filter is numeric, and which field a numeric one compares. "freq" and
+// "samplerate" are the same filter.
 func filterKey(k string) (f field, numeric bool, known bool) {
 	switch strings.ToLower(k) {
 	case "size":
@@ -330,6 +331,11 @@ func ParseQuery(text string) (*Query, error) {
 	}
 	q := &Query{}
 	words := newTokenizer(MinWordLen)
+	short := newTokenizer(1) // the same words, short ones kept: to explain an empty query
+	addWords := func(s string) {
+		words.add(s)
+		short.add(s)
+	}
 	prevKey := "" // the previous item, if it was a bare filter key
 	for i := 0; i < len(text); {
 		r, n := utf8.DecodeRuneInString(text[i:])
@@ -342,7 +348,7 @@ func ParseQuery(text string) (*Query, error) {
 			if j < 0 {
 				return nil, qerr(ErrQuerySyntax, "query has an unmatched quote at byte %d; close it with another \"", i)
 			}
-			words.add(text[i+1 : i+1+j])
+			addWords(text[i+1 : i+1+j])
 			i += j + 2
 			prevKey = ""
 			continue
@@ -358,9 +364,11 @@ func ParseQuery(text string) (*Query, error) {
 		item := text[i:j]
 		i = j
 
-		key := item[:strings.IndexFunc(item+"\x00", func(r rune) bool {
-			return r >= utf8.RuneSelf || !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
-		})]
+		k := 0
+		for k < len(item) && 'a' <= item[k]|0x20 && item[k]|0x20 <= 'z' {
+			k++
+		}
+		key := item[:k]
 		o, value, isFilter := parseOp(item[len(key):])
 		if isFilter && o == opColon && key == "" {
 			isFilter = false // ":)" and the like are words (of no letters)
@@ -371,19 +379,19 @@ func ParseQuery(text string) (*Query, error) {
 			} else {
 				prevKey = ""
 			}
-			words.add(item)
+			addWords(item)
 			continue
 		}
 		if key == "" {
 			if prevKey != "" {
 				return nil, qerr(ErrQuerySyntax, "query item %q follows %q: write a filter without spaces, for example size>10MB", item, prevKey)
 			}
-			words.add(item) // "<3", "=)": not filters
+			addWords(item) // "<3", "=)": not filters
 			continue
 		}
 		prevKey = ""
 		if err := q.addFilter(item, key, o, value); err == errNotFilter {
-			words.add(item)
+			addWords(item)
 		} else if err != nil {
 			return nil, err
 		}
@@ -395,8 +403,6 @@ func ParseQuery(text string) (*Query, error) {
 	slices.Sort(q.words)
 	q.words = slices.Compact(q.words)
 	if len(q.words) == 0 {
-		short := newTokenizer(1)
-		short.add(text)
 		if short.n() > 0 {
 			return nil, qerr(ErrNoWords, "%s (words of a single letter or digit are ignored)", ErrNoWords.Error())
 		}

@@ -290,3 +290,14 @@ func TestLongTokenCut(t *testing.T) {
 		t.Fatalf("the name as a query found %d files, want 1", len(hits))
 	}
 }
+
+func TestNoWordsHint(t *testing.T) {
+	_, err := ParseQuery("size>10MB ext:mp3")
+	if err == nil || err.Error() != "query has no words; add at least one word to search for" {
+		t.Errorf("filters only: %v", err)
+	}
+	_, err = ParseQuery("a 1 size>10MB")
+	if err == nil || !strings.Contains(err.Error(), "single letter or digit are ignored") {
+		t.Errorf("short words only: %v", err)
+	}
+}

@@ -35,6 +35,7 @@ func (x *Index) Search(q *Query, limit int, fn func(owner uint32, e proto.FileEn
 		limit = math.MaxInt
 	}
 	var it intersection
+	it.ps = it.buf[:0]
 	for _, w := range q.words {
 		t, ok := x.dict.lookup(w)
 		if !ok {
@@ -93,7 +94,7 @@ const (
 // list of ps.
 type intersection struct {
 	ps     []*posting
-	buf    [MaxQueryWords]*posting
+	buf    [MaxQueryWords]*posting // backs ps
 	how    int
 	i, j   int                // positions: rarest list and second list, or bitmap word
 	cursor [MaxQueryWords]int // walkRarest: position in each other list

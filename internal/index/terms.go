@@ -51,6 +51,12 @@ func (d *dictionary) lookup(w string) (uint32, bool) {
 	return t, ok
 }
 
+// lookupBytes is lookup for a term in a byte slice.
+func (d *dictionary) lookupBytes(tok []byte) (uint32, bool) {
+	_, t, ok := find(d, tok, uint32(maphash.Bytes(d.seed, tok)))
+	return t, ok
+}
+
 // intern returns the number of term tok, adding the term if it is new.
 // Terms are at most 255 bytes (a name's length cap).
 func (d *dictionary) intern(tok []byte) uint32 {

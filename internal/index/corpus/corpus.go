@@ -10,7 +10,7 @@
 // The mix, roughly: 55% audio (three quarters MP3; 70% of audio files carry
 // artist/title/album tags), 15% video, 10% images, 10% documents, 5%
 // archives, 5% software. Names average about 53 bytes. One file in ten is a
-// copy (same content ID, name and tags) of a file generated at least
+// copy (same content ID, name and tags) of a file generated a multiple of
 // MinCopyDistance files earlier, as popular files are shared by many peers.
 package corpus
 
@@ -26,9 +26,9 @@ import (
 // VocabularySize is the number of distinct words names are drawn from.
 const VocabularySize = 60000
 
-// MinCopyDistance is how far back a copied file is taken from: assigning
-// files to owners in runs of at most this many never gives an owner the same
-// file twice.
+// MinCopyDistance is the least distance between identical files in a
+// generated list: assigning files to owners in runs of at most this many
+// never gives an owner the same file twice.
 const MinCopyDistance = 5000
 
 // commonWords take the top ranks of the vocabulary, so that the most frequent
@@ -199,8 +199,12 @@ func (g *gen) file() proto.FileEntry {
 	default:
 		g.software(&e)
 	}
-	if len(e.Name) > proto.MaxNameLen {
-		e.Name = e.Name[len(e.Name)-proto.MaxNameLen:]
+	if len(e.Name) > proto.MaxNameLen { // keep the end, with the extension
+		cut := len(e.Name) - proto.MaxNameLen
+		for !utf8.RuneStart(e.Name[cut]) {
+			cut++
+		}
+		e.Name = e.Name[cut:]
 	}
 	return e
 }
@@ -336,7 +340,9 @@ func Generate(seed int64, n int) []proto.FileEntry {
 	files := make([]proto.FileEntry, n)
 	for i := range files {
 		if i >= MinCopyDistance && g.r.IntN(10) == 0 {
-			files[i] = files[g.r.IntN(i-MinCopyDistance+1)]
+			// A whole number of MinCopyDistance back, so that identical
+			// files (copies of copies too) are never closer than that.
+			files[i] = files[i-MinCopyDistance*(1+g.r.IntN(i/MinCopyDistance))]
 			continue
 		}
 		files[i] = g.file()
