@@ -125,7 +125,7 @@ func (x *Index) Add(owner uint32, e *proto.FileEntry) (DocID, bool) {
 		return 0, false
 	}
 	off, ok := x.text.add(e.Name, e.Artist, e.Title, e.Album)
-	if !ok {
+	if !ok && x.text.dead > 0 {
 		x.compact()
 		if off, ok = x.text.add(e.Name, e.Artist, e.Title, e.Album); !ok {
 			return 0, false

@@ -21,7 +21,8 @@ import (
 const (
 	// MaxQueryLen is the longest query text, in bytes of UTF-8.
 	MaxQueryLen = 256
-	// MaxQueryWords is the most distinct words a query may have.
+	// MaxQueryWords is the most distinct words a query may have, counted
+	// after normalisation.
 	MaxQueryWords = 16
 )
 
