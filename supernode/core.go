@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/strata-p2p/strata/internal/index"
@@ -388,10 +389,44 @@ func (c *Core) holder(owner uint32) (proto.PeerInfo, bool) {
 	return l.info, true
 }
 
+// Search is a parsed query: keywords and filters (index.Query), or
+// "cid:<64 hex digits>" for the holders of one file (what a download asks).
+type Search struct {
+	q   *index.Query
+	cid proto.ContentID
+}
+
+// ParseSearch parses query text as supernodes do.
+func ParseSearch(text string) (Search, error) {
+	if rest, ok := strings.CutPrefix(strings.TrimSpace(text), "cid:"); ok {
+		cid, err := proto.ParseContentID(rest)
+		if err != nil {
+			return Search{}, err
+		}
+		return Search{cid: cid}, nil
+	}
+	q, err := index.ParseQuery(text)
+	return Search{q: q}, err
+}
+
+// String is the canonical text, which ParseSearch parses back.
+func (s Search) String() string {
+	if s.q == nil {
+		return "cid:" + s.cid.String()
+	}
+	return s.q.String()
+}
+
 // answer searches the index for q, skipping files held by skip.
-func (c *Core) answer(q *index.Query, limit int, hops uint8, skip proto.PeerID) []proto.Hit {
+func (c *Core) answer(q Search, limit int, hops uint8, skip proto.PeerID) []proto.Hit {
 	var hits []proto.Hit
-	c.idx.Search(q, limit, func(owner uint32, e proto.FileEntry) bool {
+	visit := c.idx.Search
+	if q.q == nil {
+		visit = func(_ *index.Query, limit int, fn func(uint32, proto.FileEntry) bool) {
+			c.idx.ByContentID(q.cid, limit, fn)
+		}
+	}
+	visit(q.q, limit, func(owner uint32, e proto.FileEntry) bool {
 		h, ok := c.holder(owner)
 		if !ok || h.ID == skip {
 			return true
@@ -422,7 +457,7 @@ func (c *Core) StartSearch(now time.Time, asker proto.PeerID, q proto.Query) ([]
 		l.tokens--
 	}
 	c.stats.QueriesFromLeaves++
-	parsed, err := index.ParseQuery(q.Text)
+	parsed, err := ParseSearch(q.Text)
 	if err != nil {
 		c.drop(DropBadQuery)
 		return nil, nil, proto.Errorf(proto.CodeBadRequest, "%v", err)
@@ -530,7 +565,7 @@ func (c *Core) MeshQuery(now time.Time, from proto.PeerID, q *proto.Query) []Out
 		q.TTL = proto.MaxTTL
 		c.drop(DropTTLClamped)
 	}
-	parsed, err := index.ParseQuery(q.Text)
+	parsed, err := ParseSearch(q.Text)
 	if err != nil {
 		c.drop(DropBadQuery)
 		return nil

@@ -125,6 +125,22 @@ func TestSearchAcrossLineOfSupernodes(t *testing.T) {
 	}
 }
 
+func TestSearchByContentID(t *testing.T) {
+	m := newMesh(2, Config{})
+	m.link(1, 2)
+	asker := attach(t, m.cores[pid(1)], 101)
+	e := entry(42, "some file.bin")
+	attach(t, m.cores[pid(1)], 102, e)
+	attach(t, m.cores[pid(2)], 103, e)
+	hits := m.search(t, 1, asker, 20, "cid:"+e.ContentID.String(), 3)
+	if len(hits) != 2 {
+		t.Fatalf("%d holders found by content ID, want 2", len(hits))
+	}
+	if _, _, err := m.cores[pid(1)].StartSearch(t0, asker, proto.Query{ID: proto.QueryID{21}, Text: "cid:../../etc/passwd"}); proto.CodeOf(err) != proto.CodeBadRequest {
+		t.Fatalf("path as content ID: %v", err)
+	}
+}
+
 func TestDuplicateSuppressionInCycle(t *testing.T) {
 	m := newMesh(4, Config{})
 	m.link(1, 2)
