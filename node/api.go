@@ -8,22 +8,24 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/shares"
+	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
 	"github.com/strata-p2p/strata/supernode"
 )
 
 // Status is what `strata status` shows for a node.
 type Status struct {
-	PeerID     proto.PeerID     `json:"peer_id"`
-	Role       proto.Role       `json:"role"`
-	RolePolicy string           `json:"role_policy"`
-	Listen     []string         `json:"listen"`
-	API        string           `json:"api"`
-	UptimeS    float64          `json:"uptime_s"`
-	Shares     shares.Stats     `json:"shares"`
-	Attached   *AttachedStatus  `json:"attached,omitempty"`
-	Supernode  *SupernodeStatus `json:"supernode,omitempty"`
-	Events     []Event          `json:"events"`
+	PeerID     proto.PeerID          `json:"peer_id"`
+	Role       proto.Role            `json:"role"`
+	RolePolicy string                `json:"role_policy"`
+	Listen     []string              `json:"listen"`
+	API        string                `json:"api"`
+	UptimeS    float64               `json:"uptime_s"`
+	Shares     shares.Stats          `json:"shares"`
+	Attached   *AttachedStatus       `json:"attached,omitempty"`
+	Uploads    transfer.UploadStatus `json:"uploads"`
+	Supernode  *SupernodeStatus      `json:"supernode,omitempty"`
+	Events     []Event               `json:"events"`
 }
 
 // AttachedStatus is a leaf's supernode.
@@ -55,6 +57,7 @@ func (n *Node) Status() Status {
 		st.API = n.api.Addr().String()
 	}
 	st.Shares = n.lib.Stats()
+	st.Uploads = n.up.Status()
 	if att != nil {
 		st.Attached = &AttachedStatus{Supernode: att.sn, SinceS: time.Since(att.at).Seconds()}
 	}
@@ -89,6 +92,25 @@ func (n *Node) apiHandler() http.Handler {
 		writeJSON(w, http.StatusOK, n.lib.Files())
 	})
 	mux.HandleFunc("GET /v1/search", n.apiSearch)
+	mux.HandleFunc("GET /v1/downloads", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.dl.List())
+	})
+	mux.HandleFunc("POST /v1/downloads", n.apiStartDownload)
+	mux.HandleFunc("GET /v1/downloads/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d, ok := n.dl.Status(r.PathValue("id"))
+		if !ok {
+			writeError(w, http.StatusNotFound, "no download with ID "+r.PathValue("id")+"; see `strata downloads`")
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
+	mux.HandleFunc("DELETE /v1/downloads/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.dl.Cancel(r.PathValue("id")); err != nil {
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"cancelled": r.PathValue("id")})
+	})
 	return apiGuard(mux)
 }
 
@@ -147,6 +169,37 @@ func (n *Node) apiSearch(w http.ResponseWriter, r *http.Request) {
 		done.Error = err.Error()
 	}
 	_ = enc.Encode(done)
+}
+
+// DownloadRequest starts a download.
+type DownloadRequest struct {
+	ContentID string `json:"content_id"`
+	Name      string `json:"name,omitempty"`
+}
+
+func (n *Node) apiStartDownload(w http.ResponseWriter, r *http.Request) {
+	var req DownloadRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: want JSON {\"content_id\": \"<64 hex digits>\", \"name\": \"optional\"}")
+		return
+	}
+	cid, err := proto.ParseContentID(req.ContentID)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Name != "" {
+		if err := proto.ValidateEntry(&proto.FileEntry{ContentID: cid, Name: req.Name}); err != nil {
+			writeError(w, http.StatusBadRequest, "name: "+err.Error())
+			return
+		}
+	}
+	d, err := n.dl.Get(cid, req.Name)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, d)
 }
 
 func intParam(r *http.Request, name string, def int) (int, error) {

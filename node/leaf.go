@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/strata-p2p/strata/internal/index"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/internal/transport"
@@ -274,7 +273,7 @@ func sendDiff(st *session.Stream, d shares.Diff) error {
 // through its own role) and sends each hit to fn as it arrives, until max
 // hits, the timeout, or ctx ends. fn returning false stops early.
 func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Duration, fn func(proto.Hit) bool) error {
-	parsed, err := index.ParseQuery(text)
+	parsed, err := supernode.ParseSearch(text)
 	if err != nil {
 		return proto.Errorf(proto.CodeBadRequest, "%v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/strata-p2p/strata/internal/identity"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/shares"
+	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/internal/transport/quicnet"
 	"github.com/strata-p2p/strata/proto"
 	"github.com/strata-p2p/strata/supernode"
@@ -48,8 +51,12 @@ type Config struct {
 	Supernode  supernode.Config
 	Rescan     time.Duration // how often share folders are checked
 	Heartbeat  time.Duration // supernode heartbeat to the bootstraps
-	Transport  quicnet.Config
-	Logger     *zap.Logger
+	// UploadSlots is how many uploads run at once (others queue);
+	// MaxUploadRate caps upload bytes per second (0: no cap).
+	UploadSlots   int
+	MaxUploadRate int64
+	Transport     quicnet.Config
+	Logger        *zap.Logger
 }
 
 // DefaultConfig returns the library defaults (addresses are left to cmd).
@@ -71,6 +78,9 @@ func (c *Config) validate() error {
 	}
 	if c.Listen == "" {
 		return errors.New("no listen address: set --listen (e.g. 0.0.0.0:7400, or port 0 for any)")
+	}
+	if c.Downloads == "" {
+		return errors.New("no downloads folder: set --downloads")
 	}
 	if len(c.Bootstraps) == 0 && c.Role != RoleSupernode {
 		return errors.New("no bootstrap server: set --bootstrap HOST:PORT (or run with --role supernode to start a network)")
@@ -103,6 +113,8 @@ type Node struct {
 	tr  *quicnet.Transport
 	api net.Listener
 	bc  *bootstrap.Client
+	up  *transfer.Uploader
+	dl  *transfer.Manager
 
 	scanMu sync.Mutex // held while scanning and while a new attachment snapshots the shares
 
@@ -137,11 +149,25 @@ func New(cfg Config) (*Node, error) {
 	if created {
 		cfg.Logger.Info("created a new identity", zap.Stringer("peer_id", id.PeerID()))
 	}
-	lib, err := shares.Open(shares.Config{Dirs: cfg.ShareDirs, StateDir: cfg.StateDir, Logger: cfg.Logger.Named("shares")})
+	// Finished downloads are shared: the downloads folder is a share folder
+	// unless it already lies inside one.
+	if err := os.MkdirAll(cfg.Downloads, 0o755); err != nil {
+		return nil, fmt.Errorf("downloads folder %s: %w", cfg.Downloads, err)
+	}
+	dirs := append([]string(nil), cfg.ShareDirs...)
+	if !insideAny(cfg.Downloads, dirs) {
+		dirs = append(dirs, cfg.Downloads)
+	}
+	lib, err := shares.Open(shares.Config{Dirs: dirs, StateDir: cfg.StateDir, Logger: cfg.Logger.Named("shares")})
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, log: cfg.Logger, id: id, lib: lib, role: proto.RoleLeaf}, nil
+	n := &Node{cfg: cfg, log: cfg.Logger, id: id, lib: lib, role: proto.RoleLeaf}
+	if err := n.initTransfers(); err != nil {
+		lib.Close()
+		return nil, err
+	}
+	return n, nil
 }
 
 // PeerID is the node's peer ID.
@@ -185,6 +211,7 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
 	n.goRun(func() { _ = srv.Serve(n.api) })
 	n.goRun(func() { n.acceptLoop(ctx) })
 	n.goRun(func() { n.rescanLoop(ctx) })
+	n.dl.Start(ctx)
 	if n.cfg.Role == RoleSupernode {
 		n.becomeSupernode(ctx, "started with --role supernode")
 	} else {
@@ -204,6 +231,8 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
 	if sn != nil {
 		sn.Close()
 	}
+	n.dl.Close()
+	n.up.Close()
 	_ = n.tr.Close()
 	n.wg.Wait()
 	return n.lib.Close()
@@ -294,6 +323,9 @@ func (n *Node) handleStream(ctx context.Context, s *session.Session, st *session
 		st.Finish()
 		return
 	}
+	if n.up.HandleStream(ctx, s, st, first) {
+		return
+	}
 	n.mu.Lock()
 	sn := n.sn
 	n.mu.Unlock()
@@ -328,8 +360,15 @@ func (n *Node) scan(ctx context.Context, first bool) error {
 	if first {
 		n.log.Info("shares ready", zap.Int("files", n.lib.Len()))
 	}
+	n.publishLocked(diff)
+	return nil
+}
+
+// publishLocked sends a share diff to wherever the node's files are
+// indexed. scanMu must be held.
+func (n *Node) publishLocked(diff shares.Diff) {
 	if diff.Empty() {
-		return nil
+		return
 	}
 	n.mu.Lock()
 	sn, att := n.sn, n.att
@@ -343,7 +382,24 @@ func (n *Node) scan(ctx context.Context, first bool) error {
 	case att != nil:
 		att.push(diff)
 	}
-	return nil
+}
+
+// insideAny reports whether dir is one of dirs or below one.
+func insideAny(dir string, dirs []string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for _, d := range dirs {
+		da, err := filepath.Abs(d)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(da, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 func refs(es []proto.FileEntry) []proto.FileRef {

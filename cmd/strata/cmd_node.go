@@ -13,7 +13,7 @@ import (
 func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
-	"max-leaves", "mesh-degree", "heartbeat", "rescan"}
+	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -39,6 +39,10 @@ When ready it prints one JSON line to standard output:
 			}
 			defer log.Sync()
 			node.Version = version
+			rate, err := parseRate(c.String("max-upload-rate"))
+			if err != nil {
+				return fmt.Errorf("--max-upload-rate: %w", err)
+			}
 			sc := supernode.DefaultConfig()
 			sc.MaxLeaves = c.Int("max-leaves")
 			sc.MeshDegree = c.Int("mesh-degree")
@@ -46,6 +50,7 @@ When ready it prints one JSON line to standard output:
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
 				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
+				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate,
 				Logger: log,
 			})
 			if err != nil {

@@ -12,13 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/proto"
 )
 
 func init() { extraCommands = append(extraCommands, newSearchCmd) }
 
 func newSearchCmd() *cobra.Command {
 	var asJSON bool
-	var max int
+	var max, getN int
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "search [flags] QUERY...",
@@ -27,7 +28,8 @@ func newSearchCmd() *cobra.Command {
 the file name or its tags (case and accents ignored). Filters may be mixed in:
   size>10MB  bitrate>=128  freq=44100  duration<300  ext:mp3  type:audio
 Hits print as they arrive; the search ends after --max-results hits or --timeout.
-With --json each hit is one JSON object per line.`,
+With --json each hit is one JSON object per line. --get N downloads hit N
+(as numbered in the table) when the search ends.`,
 		Example: `  strata search hey jude bitrate>=128
   strata search --json --max-results 5 beatles ext:mp3`,
 		Args: cobra.MinimumNArgs(1),
@@ -46,6 +48,7 @@ With --json each hit is one JSON object per line.`,
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			n := 0
 			var final node.SearchEvent
+			var got []proto.Hit
 			err = lines(resp.Body, func(b []byte) error {
 				var ev node.SearchEvent
 				if err := json.Unmarshal(b, &ev); err != nil {
@@ -59,6 +62,7 @@ With --json each hit is one JSON object per line.`,
 					return nil
 				}
 				n++
+				got = append(got, *ev.Hit)
 				if asJSON {
 					h, _ := json.Marshal(ev.Hit)
 					fmt.Fprintln(out, string(h))
@@ -86,6 +90,13 @@ With --json each hit is one JSON object per line.`,
 				_ = tw.Flush()
 				fmt.Fprintf(cmd.ErrOrStderr(), "%d hits in %.0f ms\n", n, final.ElapsedMS)
 			}
+			if getN > 0 {
+				if getN > len(got) {
+					return fmt.Errorf("--get %d: the search found only %d hits", getN, len(got))
+				}
+				h := got[getN-1]
+				return runGet(cmd, api, h.Entry.ContentID, h.Entry.Name, "", asJSON)
+			}
 			return nil
 		},
 	}
@@ -93,6 +104,7 @@ With --json each hit is one JSON object per line.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per hit")
 	cmd.Flags().IntVar(&max, "max-results", 100, "stop after this many hits")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "stop after this long")
+	cmd.Flags().IntVar(&getN, "get", 0, "download hit number N when the search ends")
 	return cmd
 }
 

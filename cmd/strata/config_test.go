@@ -75,3 +75,18 @@ func TestEverySettingHasAFlagType(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": 0, "20KB": 20_000, "5MB": 5_000_000, "1.5MiB": 1572864,
+		"100Mbit": 12_500_000, "64kbit/s": 8000, "50 MB": 50_000_000} {
+		got, err := parseRate(in)
+		if err != nil || got != want {
+			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"fast", "-5MB", "5 parsecs"} {
+		if _, err := parseRate(bad); err == nil {
+			t.Errorf("parseRate(%q) accepted", bad)
+		}
+	}
+}

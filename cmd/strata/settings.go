@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,6 +38,8 @@ var settings = []setting{
 	{"mesh-degree", 4, "neighbour supernodes each supernode keeps"},
 	{"heartbeat", 1 * time.Second, "how often a supernode reports its load to the bootstrap server"},
 	{"rescan", 2 * time.Second, "how often share folders are checked for changes"},
+	{"upload-slots", 4, "uploads served at once; more requesters wait in a queue and are told their place"},
+	{"max-upload-rate", "", "cap on upload bandwidth, e.g. 20KB, 5MB, 100Mbit (per second; empty: no cap)"},
 }
 
 func defaultStateDir() string {
@@ -242,4 +245,32 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// parseRate reads a bandwidth such as "20KB", "5MB", "1.5MiB", "100Mbit" or
+// "100kbit" as bytes per second. "" and "0" mean no cap.
+func parseRate(s string) (int64, error) {
+	t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "/s"), "ps"))
+	if t == "" || t == "0" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{
+		{"gbit", 1e9 / 8}, {"mbit", 1e6 / 8}, {"kbit", 1e3 / 8}, {"bit", 1.0 / 8},
+		{"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
+		{"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3}, {"b", 1},
+	}
+	lower := strings.ToLower(t)
+	for _, u := range units {
+		if strings.HasSuffix(lower, u.suffix) {
+			v, err := strconv.ParseFloat(strings.TrimSpace(lower[:len(lower)-len(u.suffix)]), 64)
+			if err != nil || v < 0 {
+				break
+			}
+			return int64(v * u.mult), nil
+		}
+	}
+	return 0, fmt.Errorf("rate %q: want a number and a unit, e.g. 20KB, 5MB, 1.5MiB or 100Mbit", s)
 }

@@ -159,6 +159,14 @@ func (p *proc) getJSON(path string, v any) {
 	}
 }
 
+// waitAttached waits until the leaf p is attached to a supernode.
+func (p *proc) waitAttached() {
+	p.t.Helper()
+	eventually(p.t, 15*time.Second, p.name+" did not attach to a supernode", func() bool {
+		return p.status().Attached != nil
+	})
+}
+
 // search runs a search through p's API and returns the hits.
 func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 	p.t.Helper()
