@@ -67,6 +67,12 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 	fmt.Fprintf(tw, "listening\t%s\n", strings.Join(st.Listen, ", "))
 	fmt.Fprintf(tw, "uptime\t%s\n", time.Duration(st.UptimeS*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(tw, "sharing\t%d files, %s\n", st.Shares.Files, humanBytes(st.Shares.Bytes))
+	cap := "no cap"
+	if st.Uploads.MaxRate > 0 {
+		cap = humanBytes(uint64(st.Uploads.MaxRate)) + "/s cap"
+	}
+	fmt.Fprintf(tw, "uploads\t%d/%d slots busy, %d queued (queue holds %d), %s sent, %s\n", len(st.Uploads.Active),
+		st.Uploads.Slots, st.Uploads.Queued, st.Uploads.QueueLen, humanBytes(st.Uploads.BytesTotal), cap)
 	if a := st.Attached; a != nil {
 		fmt.Fprintf(tw, "supernode\t%s at %s (for %s)\n", a.Supernode.ID, strings.Join(a.Supernode.Addrs, ", "),
 			time.Duration(a.SinceS*float64(time.Second)).Round(time.Second))
