@@ -104,6 +104,12 @@ func start(t *testing.T, name string, args ...string) *proc {
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race", p.name)
+		}
+		if strings.Contains(p.logs.String(), "panic:") {
+			t.Errorf("%s panicked", p.name)
+		}
 		if t.Failed() {
 			t.Logf("---- logs of %s ----\n%s", p.name, p.logs.String())
 		}
@@ -259,5 +265,3 @@ func hasHolder(hits []proto.Hit, id proto.PeerID) *proto.Hit {
 	}
 	return nil
 }
-
-var _ = strings.TrimSpace
