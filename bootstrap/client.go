@@ -349,3 +349,17 @@ func (e *allFailedError) Error() string {
 }
 
 func (e *allFailedError) Unwrap() []error { return e.errs }
+
+// SendTopology tells the bootstrap server at addr the supernode's
+// neighbours and leaves (for its network map). Call it after a Register
+// that addr answered.
+func (c *Client) SendTopology(ctx context.Context, addr string, m *proto.Topology) error {
+	reply, err := c.request(ctx, addr, AttemptTimeout, m)
+	if err != nil {
+		return err
+	}
+	if _, ok := reply.(*proto.Pong); !ok {
+		return proto.Errorf(proto.CodeProtocol, "answered Topology with %s", reply.Type())
+	}
+	return nil
+}

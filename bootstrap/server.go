@@ -32,8 +32,9 @@ type Server struct {
 	hello proto.Hello
 	conns chan struct{} // one token per connection being served
 
-	mu  sync.Mutex // guards reg
-	reg *Registry
+	mu   sync.Mutex // guards reg
+	reg  *Registry
+	topo *topology
 
 	life   sync.Mutex // guards closed and wg.Add against Close
 	closed bool
@@ -66,6 +67,7 @@ func New(cfg Config, id proto.PeerID) (*Server, error) {
 		},
 		conns:  make(chan struct{}, cfg.MaxConns),
 		reg:    reg,
+		topo:   newTopology(),
 		base:   base,
 		cancel: cancel,
 	}, nil
@@ -138,6 +140,7 @@ func (s *Server) expireLoop(ctx context.Context) {
 		}
 		s.mu.Lock()
 		dropped := s.reg.Expire(s.cfg.Now())
+		s.topo.observe(s.cfg.Now(), s.reg.Snapshot(s.cfg.Now()))
 		s.mu.Unlock()
 		for _, id := range dropped {
 			s.log.Info("supernode expired (missed its heartbeats)", zap.Stringer("peer", id))
@@ -228,8 +231,16 @@ func (s *Server) answer(sess *session.Session, first proto.Message) (proto.Messa
 			return nil, err
 		}
 		return &reply, nil
+	case *proto.Topology:
+		if sess.Remote.Role != proto.RoleSupernode {
+			return nil, proto.Errorf(proto.CodeRefused, "Topology is accepted only from a supernode")
+		}
+		s.mu.Lock()
+		s.topo.record(sess.RemotePeer(), m)
+		s.mu.Unlock()
+		return &proto.Pong{}, nil
 	default:
-		return nil, proto.Errorf(proto.CodeProtocol, "a bootstrap server does not answer %s; it answers JoinRequest and Register", first.Type())
+		return nil, proto.Errorf(proto.CodeProtocol, "a bootstrap server does not answer %s; it answers JoinRequest, Register and Topology", first.Type())
 	}
 }
 

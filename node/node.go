@@ -481,9 +481,25 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 				n.log.Warn("cannot register with any bootstrap server; will keep trying", zap.Error(err))
 				warned = true
 			}
-			for _, r := range replies {
+			var topo proto.Topology
+			rt.With(func(c *supernode.Core) {
+				for _, nb := range c.Neighbours() {
+					topo.Neighbours = append(topo.Neighbours, nb.ID)
+				}
+				for _, l := range c.Leaves() {
+					if len(topo.Leaves) < proto.MaxTopologyIDs {
+						topo.Leaves = append(topo.Leaves, l.Peer.ID)
+					}
+				}
+			})
+			for addr, r := range replies {
 				warned = false
 				rt.With(func(c *supernode.Core) { c.Learn(time.Now(), r.Peers) })
+				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if err := n.bootstrapClient().SendTopology(tctx, addr, &topo); err != nil && ctx.Err() == nil {
+					n.log.Debug("topology report failed", zap.String("bootstrap", addr), zap.Error(err))
+				}
+				cancel()
 			}
 		}
 		select {

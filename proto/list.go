@@ -99,3 +99,42 @@ func (a *Addrs) DecodeMsgpack(d *msgpack.Decoder) error {
 	*a = out
 	return nil
 }
+
+// PeerIDs is a list of peer IDs capped at MaxTopologyIDs; every element must
+// be 20 bytes of binary.
+type PeerIDs []PeerID
+
+// MaxTopologyIDs bounds a PeerIDs list.
+const MaxTopologyIDs = 4096
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (p *PeerIDs) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 0 {
+		*p = nil
+		return nil
+	}
+	if n > MaxTopologyIDs {
+		return fmt.Errorf("%d peer IDs, over the cap of %d", n, MaxTopologyIDs)
+	}
+	out := make([]PeerID, min(n, 64))[:0]
+	for range n {
+		l, err := d.DecodeBytesLen()
+		if err != nil {
+			return err
+		}
+		if l != len(PeerID{}) {
+			return fmt.Errorf("peer ID of %d bytes, want %d", l, len(PeerID{}))
+		}
+		var id PeerID
+		if err := d.ReadFull(id[:]); err != nil {
+			return err
+		}
+		out = append(out, id)
+	}
+	*p = out
+	return nil
+}

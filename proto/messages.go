@@ -19,6 +19,7 @@ const (
 	TypeJoinReply     MsgType = 0x0011
 	TypeRegister      MsgType = 0x0012
 	TypeRegisterReply MsgType = 0x0013
+	TypeTopology      MsgType = 0x0014
 
 	// Leaf and supernode.
 	TypeAttach      MsgType = 0x0020
@@ -114,6 +115,13 @@ type RegisterReply struct {
 	Peers           List[PeerInfo]
 	HeartbeatMillis uint32
 	ExpiryMillis    uint32
+}
+
+// Topology tells a bootstrap server a supernode's neighbours and leaves, for
+// its network map. It follows each Register and is answered with a Pong.
+type Topology struct {
+	Neighbours PeerIDs
+	Leaves     PeerIDs
 }
 
 // Attach asks a supernode to take the sender as a leaf.
@@ -229,6 +237,7 @@ func (*JoinRequest) Type() MsgType   { return TypeJoinRequest }
 func (*JoinReply) Type() MsgType     { return TypeJoinReply }
 func (*Register) Type() MsgType      { return TypeRegister }
 func (*RegisterReply) Type() MsgType { return TypeRegisterReply }
+func (*Topology) Type() MsgType      { return TypeTopology }
 func (*Attach) Type() MsgType        { return TypeAttach }
 func (*AttachReply) Type() MsgType   { return TypeAttachReply }
 func (*ShareAdd) Type() MsgType      { return TypeShareAdd }
@@ -263,6 +272,8 @@ func New(t MsgType) Message {
 		return new(Register)
 	case TypeRegisterReply:
 		return new(RegisterReply)
+	case TypeTopology:
+		return new(Topology)
 	case TypeAttach:
 		return new(Attach)
 	case TypeAttachReply:
@@ -294,7 +305,7 @@ func New(t MsgType) Message {
 // AllTypes lists every known type, for tests and fuzz seeds.
 func AllTypes() []MsgType {
 	return []MsgType{TypeHello, TypeError, TypePing, TypePong, TypeGoodbye,
-		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply,
+		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply, TypeTopology,
 		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
 		TypeQuery, TypeQueryHits, TypePeerList,
 		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued}
