@@ -3,10 +3,15 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/strata-p2p/strata/internal/apiguard"
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
@@ -83,42 +88,135 @@ type SearchEvent struct {
 	Error     string     `json:"error,omitempty"`
 }
 
-func (n *Node) apiHandler() http.Handler {
+// apiHandler builds the control API: the JSON endpoints under /v1/,
+// /metrics and the console, behind the rules of internal/apiguard (Host
+// check, no cross-origin requests, a bearer token when the API is not on
+// loopback, JSON-only writes). docs/API.md describes every endpoint. It is
+// called once n.api is listening.
+func (n *Node) apiHandler() (http.Handler, error) {
+	var addr net.Addr
+	if n.api != nil {
+		addr = n.api.Addr()
+	}
+	g, err := apiguard.New(apiguard.Config{Addr: addr, Token: n.cfg.APIToken, TokenFlag: "--api-token (STRATA_API_TOKEN)",
+		StateDir: n.cfg.StateDir, Public: []string{"/", "/static/"}, Logger: n.log.Named("api")})
+	if err != nil {
+		return nil, err
+	}
+	a := &controlAPI{n: n, m: newNodeMetrics(n)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.Status())
+	mux.Handle("/v1/status", methods{http.MethodGet: a.status})
+	mux.Handle("/v1/shares", methods{http.MethodGet: a.shares})
+	mux.Handle("/v1/search", methods{http.MethodGet: a.search})
+	mux.Handle("/v1/downloads", methods{http.MethodGet: a.listDownloads, http.MethodPost: a.startDownload})
+	mux.Handle("/v1/downloads/{id}", methods{http.MethodGet: a.download, http.MethodDelete: a.cancelDownload})
+	mux.Handle("/metrics", methods{http.MethodGet: a.m.reg.Handler().ServeHTTP})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+
+			"; the node API serves /v1/status, /v1/search, /v1/shares, /v1/downloads and /metrics (see docs/API.md)")
 	})
-	mux.HandleFunc("GET /v1/shares", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.lib.Files())
-	})
-	mux.HandleFunc("GET /v1/search", n.apiSearch)
-	mux.HandleFunc("GET /v1/downloads", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.dl.List())
-	})
-	mux.HandleFunc("POST /v1/downloads", n.apiStartDownload)
-	mux.HandleFunc("GET /v1/downloads/{id}", func(w http.ResponseWriter, r *http.Request) {
-		d, ok := n.dl.Status(r.PathValue("id"))
-		if !ok {
-			writeError(w, http.StatusNotFound, "no download with ID "+r.PathValue("id")+"; see `strata downloads`")
-			return
-		}
-		writeJSON(w, http.StatusOK, d)
-	})
-	mux.HandleFunc("DELETE /v1/downloads/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := n.dl.Cancel(r.PathValue("id")); err != nil {
-			writeError(w, http.StatusNotFound, err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"cancelled": r.PathValue("id")})
-	})
-	return apiGuard(mux)
+	return g.Wrap(mux), nil
 }
 
-// apiSearch streams hits as JSON lines (application/x-ndjson), one per hit
-// as it arrives, then a "done" line.
-func (n *Node) apiSearch(w http.ResponseWriter, r *http.Request) {
+// controlAPI answers the node's control API.
+type controlAPI struct {
+	n *Node
+	m *nodeMetrics
+}
+
+// methods serves one path, choosing the handler by method; HEAD is
+// answered by GET's handler, other methods get a JSON 405.
+type methods map[string]http.HandlerFunc
+
+func (ms methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := ms[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		h, ok = ms[http.MethodGet]
+	}
+	if !ok {
+		allow := make([]string, 0, len(ms))
+		for m := range ms {
+			allow = append(allow, m)
+		}
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	h(w, r)
+}
+
+func (a *controlAPI) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.Status())
+}
+
+func (a *controlAPI) shares(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.lib.Files())
+}
+
+func (a *controlAPI) listDownloads(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.n.dl.List())
+}
+
+// downloadID reads the {id} of /v1/downloads/{id}: a content ID in hex.
+func downloadID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if _, err := proto.ParseContentID(id); err != nil {
+		writeError(w, http.StatusBadRequest, "download ID: "+err.Error()+"; a download's ID is its content ID (see GET /v1/downloads)")
+		return "", false
+	}
+	return strings.ToLower(id), true
+}
+
+func (a *controlAPI) download(w http.ResponseWriter, r *http.Request) {
+	id, ok := downloadID(w, r)
+	if !ok {
+		return
+	}
+	d, ok := a.n.dl.Status(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no download with ID "+id+"; see `strata downloads` or GET /v1/downloads")
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (a *controlAPI) cancelDownload(w http.ResponseWriter, r *http.Request) {
+	id, ok := downloadID(w, r)
+	if !ok {
+		return
+	}
+	d, ok := a.n.dl.Status(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no download with ID "+id+"; see `strata downloads` or GET /v1/downloads")
+		return
+	}
+	if d.State == transfer.StateDone {
+		writeError(w, http.StatusConflict, "download "+id+" already finished ("+d.Path+"); delete the file to remove it")
+		return
+	}
+	if err := a.n.dl.Cancel(id); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"cancelled": id})
+}
+
+// maxSearchResults caps the max parameter of /v1/search.
+const maxSearchResults = 1000
+
+// search streams hits as JSON lines (application/x-ndjson), one per hit as
+// it arrives, then a "done" line.
+func (a *controlAPI) search(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query().Get("q")
+	if strings.TrimSpace(q) == "" {
+		writeError(w, http.StatusBadRequest, "q: missing; give a search such as ?q=beatles+bitrate>=128 or ?q=cid:<64 hex digits>")
+		return
+	}
 	max, err := intParam(r, "max", 100)
+	if err == nil && max > maxSearchResults {
+		err = fmt.Errorf("max: %d is more than %d; ask for fewer hits", max, maxSearchResults)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -126,18 +224,21 @@ func (n *Node) apiSearch(w http.ResponseWriter, r *http.Request) {
 	timeout := 3 * time.Second
 	if s := r.URL.Query().Get("timeout"); s != "" {
 		if timeout, err = time.ParseDuration(s); err != nil || timeout <= 0 || timeout > time.Minute {
-			writeError(w, http.StatusBadRequest, "timeout: want a duration such as 3s, up to 1m")
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("timeout: %q is not a duration from 1ms to 1m, such as 3s or 500ms", s))
 			return
 		}
 	}
 	start := time.Now()
+	var firstHit time.Duration
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
 	started := false
 	count := 0
-	err = n.Search(r.Context(), q, max, timeout, func(h proto.Hit) bool {
+	err = a.n.Search(r.Context(), q, max, timeout, func(h proto.Hit) bool {
 		if !started {
+			firstHit = time.Since(start)
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
@@ -161,10 +262,13 @@ func (n *Node) apiSearch(w http.ResponseWriter, r *http.Request) {
 				code = http.StatusTooManyRequests
 			}
 		}
+		a.m.searchErrors.Inc(strconv.Itoa(code))
 		writeError(w, code, err.Error())
 		return
 	}
-	done := SearchEvent{Type: "done", Hits: count, ElapsedMS: float64(time.Since(start).Microseconds()) / 1000}
+	elapsed := time.Since(start)
+	a.m.observeSearch(elapsed, firstHit, count)
+	done := SearchEvent{Type: "done", Hits: count, ElapsedMS: float64(elapsed.Microseconds()) / 1000}
 	if err != nil {
 		done.Error = err.Error()
 	}
@@ -177,15 +281,17 @@ type DownloadRequest struct {
 	Name      string `json:"name,omitempty"`
 }
 
-func (n *Node) apiStartDownload(w http.ResponseWriter, r *http.Request) {
+func (a *controlAPI) startDownload(w http.ResponseWriter, r *http.Request) {
 	var req DownloadRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "body: want JSON {\"content_id\": \"<64 hex digits>\", \"name\": \"optional\"}")
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error()+`; want JSON {"content_id": "<64 hex digits>", "name": "optional file name"}`)
 		return
 	}
 	cid, err := proto.ParseContentID(req.ContentID)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, "content_id: "+err.Error())
 		return
 	}
 	if req.Name != "" {
@@ -194,7 +300,7 @@ func (n *Node) apiStartDownload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	d, err := n.dl.Get(cid, req.Name)
+	d, err := a.n.dl.Get(cid, req.Name)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -209,13 +315,14 @@ func intParam(r *http.Request, name string, def int) (int, error) {
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || v <= 0 {
-		return 0, errors.New(name + ": want a positive whole number")
+		return 0, fmt.Errorf("%s: %q is not a positive whole number", name, s)
 	}
 	return v, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -224,16 +331,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-// apiGuard refuses requests from web pages of other origins (a browser
-// sends Origin on cross-site requests), so a page can't drive the node.
-func apiGuard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
-			writeError(w, http.StatusForbidden, "cross-origin requests are not allowed")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }

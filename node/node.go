@@ -57,6 +57,11 @@ type Config struct {
 	MaxUploadRate int64
 	Transport     quicnet.Config
 	Logger        *zap.Logger
+
+	// APIToken is the bearer token the control API requires. When it is
+	// empty and API is not a loopback address, a token is generated into
+	// <StateDir>/api-token (and reused); on loopback none is needed.
+	APIToken string
 }
 
 // DefaultConfig returns the library defaults (addresses are left to cmd).
@@ -198,7 +203,12 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
 	if err != nil {
 		return fmt.Errorf("control API on %s: %w (is another node using it? pick another with --api)", n.cfg.API, err)
 	}
-	srv := &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 5 * time.Second}
+	h, err := n.apiHandler()
+	if err != nil {
+		_ = n.api.Close()
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 
 	if err := n.scan(ctx, true); err != nil && ctx.Err() == nil {
 		n.log.Warn("share scan failed", zap.Error(err))
