@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,12 +104,12 @@ func (n *Node) apiHandler() (http.Handler, error) {
 	}
 	a := &controlAPI{n: n, m: newNodeMetrics(n)}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/status", methods{http.MethodGet: a.status})
-	mux.Handle("/v1/shares", methods{http.MethodGet: a.shares})
-	mux.Handle("/v1/search", methods{http.MethodGet: a.search})
-	mux.Handle("/v1/downloads", methods{http.MethodGet: a.listDownloads, http.MethodPost: a.startDownload})
-	mux.Handle("/v1/downloads/{id}", methods{http.MethodGet: a.download, http.MethodDelete: a.cancelDownload})
-	mux.Handle("/metrics", methods{http.MethodGet: a.m.reg.Handler().ServeHTTP})
+	mux.Handle("/v1/status", apiguard.Methods{http.MethodGet: a.status})
+	mux.Handle("/v1/shares", apiguard.Methods{http.MethodGet: a.shares})
+	mux.Handle("/v1/search", apiguard.Methods{http.MethodGet: a.search})
+	mux.Handle("/v1/downloads", apiguard.Methods{http.MethodGet: a.listDownloads, http.MethodPost: a.startDownload})
+	mux.Handle("/v1/downloads/{id}", apiguard.Methods{http.MethodGet: a.download, http.MethodDelete: a.cancelDownload})
+	mux.Handle("/metrics", apiguard.Methods{http.MethodGet: a.m.reg.Handler().ServeHTTP})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+
 			"; the node API serves /v1/status, /v1/search, /v1/shares, /v1/downloads and /metrics (see docs/API.md)")
@@ -122,28 +121,6 @@ func (n *Node) apiHandler() (http.Handler, error) {
 type controlAPI struct {
 	n *Node
 	m *nodeMetrics
-}
-
-// methods serves one path, choosing the handler by method; HEAD is
-// answered by GET's handler, other methods get a JSON 405.
-type methods map[string]http.HandlerFunc
-
-func (ms methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, ok := ms[r.Method]
-	if !ok && r.Method == http.MethodHead {
-		h, ok = ms[http.MethodGet]
-	}
-	if !ok {
-		allow := make([]string, 0, len(ms))
-		for m := range ms {
-			allow = append(allow, m)
-		}
-		slices.Sort(allow)
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
-		return
-	}
-	h(w, r)
 }
 
 func (a *controlAPI) status(w http.ResponseWriter, r *http.Request) {

@@ -17,10 +17,12 @@
 //     "Authorization: Bearer <token>", or it gets 401. GET and HEAD of the
 //     Public paths (the console's page and its static files, which hold no
 //     data) need no token: the page sends the token on its API calls.
-//  4. Content type: a request with a method other than GET or HEAD must say
-//     Content-Type: application/json, or it gets 415. An HTML form cannot
-//     send that type, so a form posted from another site is refused even by
-//     a browser that sends no Origin.
+//
+// Methods, the per-path dispatch the APIs use, adds the last rules: a method
+// the path does not serve gets 405 with an Allow header, and a request with
+// a method other than GET or HEAD must say Content-Type: application/json,
+// or it gets 415. An HTML form cannot send that type, so a form posted from
+// another site is refused even by a browser that sends no Origin.
 //
 // Refusals are JSON, {"error": "..."}, and say what to do.
 //
@@ -42,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -166,15 +169,39 @@ func (g *Guard) Wrap(h http.Handler) http.Handler {
 				return
 			}
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-				writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf(
-					"%s needs Content-Type: application/json (got %q), even with an empty body", r.Method, r.Header.Get("Content-Type")))
-				return
-			}
-		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// Methods serves one path, choosing the handler by method. HEAD is answered
+// by the GET handler; a method not in the map gets 405 with an Allow header;
+// a method other than GET and HEAD needs Content-Type: application/json
+// (415 otherwise), even with an empty body.
+type Methods map[string]http.HandlerFunc
+
+func (ms Methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := ms[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		h, ok = ms[http.MethodGet]
+	}
+	if !ok {
+		allow := make([]string, 0, len(ms))
+		for m := range ms {
+			allow = append(allow, m)
+		}
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf(
+				"%s %s needs Content-Type: application/json (got %q), even with an empty body", r.Method, r.URL.Path, r.Header.Get("Content-Type")))
+			return
+		}
+	}
+	h(w, r)
 }
 
 func (g *Guard) checkAuth(header string) string {

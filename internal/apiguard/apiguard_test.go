@@ -78,10 +78,6 @@ func TestLoopbackRules(t *testing.T) {
 		{"foreign origin", req{path: "/v1/status", host: "127.0.0.1:7500", origin: "http://evil.example"}, 403, "cross-origin"},
 		{"null origin", req{path: "/v1/status", host: "127.0.0.1:7500", origin: "null"}, 403, "cross-origin"},
 		{"own origin", req{path: "/v1/status", host: "127.0.0.1:7500", origin: "http://127.0.0.1:7500"}, 200, ""},
-		{"form post", req{method: "POST", path: "/v1/downloads", host: "127.0.0.1:7500", ctype: "application/x-www-form-urlencoded"}, 415, "application/json"},
-		{"text post", req{method: "POST", path: "/v1/downloads", host: "127.0.0.1:7500", ctype: "text/plain"}, 415, "application/json"},
-		{"delete without type", req{method: "DELETE", path: "/v1/downloads/x", host: "127.0.0.1:7500"}, 415, "application/json"},
-		{"json post", req{method: "POST", path: "/v1/downloads", host: "127.0.0.1:7500", ctype: "application/json; charset=utf-8"}, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, msg := do(g, tc.q)
@@ -92,6 +88,42 @@ func TestLoopbackRules(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(g.cfg.StateDir, TokenFile)); err == nil {
 		t.Error("a loopback API generated a token file")
+	}
+}
+
+func TestMethods(t *testing.T) {
+	ms := Methods{http.MethodGet: ok, http.MethodPost: ok, http.MethodDelete: ok}
+	for _, tc := range []struct {
+		name, method, ctype string
+		code                int
+		msg                 string
+	}{
+		{"GET", "GET", "", 200, ""},
+		{"HEAD is GET", "HEAD", "", 200, ""},
+		{"wrong method", "PUT", "application/json", 405, "use DELETE or GET or POST"},
+		{"form post", "POST", "application/x-www-form-urlencoded", 415, "application/json"},
+		{"multipart post", "POST", "multipart/form-data; boundary=x", 415, "application/json"},
+		{"text post", "POST", "text/plain", 415, "application/json"},
+		{"delete without type", "DELETE", "", 415, "application/json"},
+		{"json post", "POST", "application/json; charset=utf-8", 200, ""},
+		{"json delete", "DELETE", "application/json", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, "/v1/downloads", nil)
+			if tc.ctype != "" {
+				r.Header.Set("Content-Type", tc.ctype)
+			}
+			w := httptest.NewRecorder()
+			ms.ServeHTTP(w, r)
+			var e struct{ Error string }
+			_ = json.Unmarshal(w.Body.Bytes(), &e)
+			if w.Code != tc.code || !strings.Contains(e.Error, tc.msg) {
+				t.Fatalf("got %d %s, want %d with %q", w.Code, w.Body, tc.code, tc.msg)
+			}
+			if w.Code == 405 && w.Header().Get("Allow") != "DELETE, GET, POST" {
+				t.Errorf("Allow: %q", w.Header().Get("Allow"))
+			}
+		})
 	}
 }
 
