@@ -46,7 +46,10 @@ supernode when none has room. Its state is soft: after a restart it knows the
 network again from the next heartbeats. Run several for redundancy and list
 them all in the nodes' --bootstrap.
 
-GET /v1/status on --api shows the supernodes it knows and their load.
+GET /v1/status on --api shows the supernodes it knows and their load,
+GET /v1/topology the network map's data, and /metrics Prometheus metrics
+(docs/API.md). An --api address that is not loopback needs a bearer token:
+--api-token, or one generated into <state-dir>/api-token.
 
 When ready it prints one JSON line to standard output:
 {"event":"ready","role":"bootstrap","peer_id":...,"quic":...,"api":...}`,
@@ -54,7 +57,7 @@ When ready it prints one JSON line to standard output:
 		RunE: runBootstrap,
 	}
 	fs := cmd.Flags()
-	addSettingFlags(fs, "listen", "state-dir", "api")
+	addSettingFlags(fs, "listen", "state-dir", "api", "api-token")
 	setFlagDefault(fs, "listen", bootstrapDefaultListen)
 	setFlagDefault(fs, "api", bootstrapDefaultAPI)
 	setFlagDefault(fs, "state-dir", bootstrapDefaultStateDir())
@@ -109,7 +112,12 @@ func runBootstrap(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s for the status API: %w (is another process using that port? pick another with --api)", api, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	handler, err := srv.APIHandler(bootstrap.APIConfig{Addr: ln.Addr(), Token: c.String("api-token"), StateDir: stateDir, Logger: log})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
 
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()

@@ -13,7 +13,7 @@ import (
 func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
-	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate"}
+	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -24,6 +24,8 @@ to one, uploads the list of files in its --share folders (and sends changes as
 they happen), and answers to "strata search" and "strata status" on its local
 control API (--api). With --role auto (the default) it becomes a supernode when
 the network needs one; --role leaf and --role supernode pin the role.
+An --api address that is not loopback needs a bearer token: --api-token, or
+one generated into <state-dir>/api-token (see docs/API.md).
 
 When ready it prints one JSON line to standard output:
 {"event":"ready","role":...,"peer_id":...,"quic":...,"api":...}`,
@@ -50,7 +52,7 @@ When ready it prints one JSON line to standard output:
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
 				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
-				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate,
+				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate, APIToken: c.String("api-token"),
 				Logger: log,
 			})
 			if err != nil {

@@ -40,6 +40,7 @@ var settings = []setting{
 	{"rescan", 2 * time.Second, "how often share folders are checked for changes"},
 	{"upload-slots", 4, "uploads served at once; more requesters wait in a queue and are told their place"},
 	{"max-upload-rate", "", "cap on upload bandwidth, e.g. 20KB, 5MB, 100Mbit (per second; empty: no cap)"},
+	{"api-token", "", "bearer token the control API requires (at least 16 characters); when empty, an API that is not on loopback generates one into <state-dir>/api-token. Clients send it as Authorization: Bearer"},
 }
 
 func defaultStateDir() string {

@@ -208,7 +208,7 @@ func (g *Guard) checkAuth(header string) string {
 	scheme, tok, ok := strings.Cut(header, " ")
 	if header == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
 		return "this API needs a token: send `Authorization: Bearer <token>`; " + g.tokenHint +
-			" (the strata CLI reads --api-token, STRATA_API_TOKEN or <state-dir>/" + TokenFile + ")"
+			" (the strata CLI sends STRATA_API_TOKEN, or reads <state-dir>/" + TokenFile + ")"
 	}
 	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(g.token)) != 1 {
 		return "wrong API token; " + g.tokenHint
