@@ -87,6 +87,18 @@ type SearchEvent struct {
 	Error     string     `json:"error,omitempty"`
 }
 
+// MarshalJSON writes "hits" on every done line, zero included.
+func (e SearchEvent) MarshalJSON() ([]byte, error) {
+	type plain SearchEvent
+	if e.Type != "done" {
+		return json.Marshal(plain(e))
+	}
+	return json.Marshal(struct {
+		plain
+		Hits int `json:"hits"`
+	}{plain(e), e.Hits})
+}
+
 // apiHandler builds the control API: the JSON endpoints under /v1/,
 // /metrics and the console, behind the rules of internal/apiguard (Host
 // check, no cross-origin requests, a bearer token when the API is not on

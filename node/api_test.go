@@ -249,7 +249,7 @@ func TestAPIOverANetwork(t *testing.T) {
 	}
 	// A search with no hits still ends with a done line.
 	code, _, body = leaf.call(t, "GET", "/v1/search?q=nothing+matches+this&timeout=300ms", "")
-	if code != 200 || !strings.Contains(string(body), `"type":"done"`) || strings.Contains(string(body), `"hit"`) {
+	if code != 200 || !strings.Contains(string(body), `"hits":0}`) || strings.Contains(string(body), `"hit"`) {
 		t.Fatalf("empty search: %d %s", code, body)
 	}
 
