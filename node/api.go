@@ -291,7 +291,13 @@ func (a *controlAPI) startDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := a.n.dl.Get(cid, req.Name)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		// Get refuses a name it will not save under (hidden, or a partial
+		// download's suffix), or fails because the node is shutting down.
+		code := http.StatusServiceUnavailable
+		if req.Name != "" {
+			code = http.StatusBadRequest
+		}
+		writeError(w, code, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusAccepted, d)

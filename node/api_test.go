@@ -381,6 +381,7 @@ func TestAPIBadRequests(t *testing.T) {
 		{"unknown field", "POST", "/v1/downloads", `{"cid":"` + missing + `"}`, 400, []string{"unknown field", "content_id"}},
 		{"empty body", "POST", "/v1/downloads", ``, 400, []string{"body"}},
 		{"bad name", "POST", "/v1/downloads", `{"content_id":"` + missing + `","name":"../x.mp3"}`, 400, []string{"name"}},
+		{"hidden name", "POST", "/v1/downloads", `{"content_id":"` + missing + `","name":".x.mp3"}`, 400, []string{"hidden"}},
 		{"unknown download", "GET", "/v1/downloads/" + missing, "", 404, []string{"no download", missing}},
 		{"cancel unknown download", "DELETE", "/v1/downloads/" + missing, "", 404, []string{"no download"}},
 		{"malformed download ID", "GET", "/v1/downloads/nope", "", 400, []string{"download ID", "content ID"}},
