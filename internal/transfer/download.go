@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,6 +45,8 @@ type download struct {
 	savedHave []byte // bitfield from the state file, for the log on resume
 	pick      *picker
 	part      *os.File
+	direct    *os.File    // part opened for direct writes; nil where unsupported
+	directOff atomic.Bool // direct writes failed with EINVAL: use part
 	state     string
 	errMsg    string
 	path      string
@@ -65,13 +68,24 @@ type holder struct {
 	info      proto.PeerInfo
 	state     string // "" until first used, then a Source* state
 	queuePos  int
-	bytes     uint64
+	bytes     uint64    // verified bytes received
+	since     time.Time // first RangeReply, for its rate
 	reason    string
 	permanent bool // lied or has no copy: never retried
 	attempts  int
 	retryAt   time.Time
 	running   bool
 	sess      *session.Session // from the piece-list fetch, for its first worker
+}
+
+// rate is h's verified bytes per second since its first reply, 0 when
+// unknown.
+func (h *holder) rate(now time.Time) float64 {
+	el := now.Sub(h.since).Seconds()
+	if h.since.IsZero() || h.bytes == 0 || el <= 0 {
+		return 0
+	}
+	return float64(h.bytes) / el
 }
 
 type sample struct {
@@ -166,6 +180,7 @@ func (d *download) run(ctx context.Context) {
 		if !cancelled {
 			d.checkpoint()
 		}
+		d.closeDirect()
 		_ = d.part.Close()
 		d.part = nil
 	}
@@ -404,10 +419,20 @@ func (d *download) openPart(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	d.part = f
+	if !d.m.cfg.pageCacheOnly {
+		d.direct = openDirect(path)
+	}
 	d.pick = newPicker(d.size, d.m.cfg.ChunkPieces, have)
 	d.mu.Unlock()
 	d.checkpoint()
 	return nil
+}
+
+func (d *download) closeDirect() {
+	if d.direct != nil {
+		_ = d.direct.Close()
+		d.direct = nil
+	}
 }
 
 // verifyPart hashes every piece in f and reports which match.
@@ -620,67 +645,12 @@ func (d *download) work(ctx context.Context, h *holder) {
 	d.mu.Unlock()
 }
 
-func (d *download) workSource(ctx context.Context, h *holder) error {
-	d.mu.Lock()
-	sess := h.sess
-	h.sess = nil
-	d.mu.Unlock()
-	if sess == nil {
-		var err error
-		if sess, err = d.dial(ctx, h); err != nil {
-			return err
-		}
-	}
-	defer sess.CloseWithError(proto.CodeOK, "download done with this source")
-	d.mu.Lock()
-	h.state = SourceActive
-	d.mu.Unlock()
-	buf := make([]byte, proto.PieceSize)
-	for {
-		a := d.assign(ctx, h)
-		if a == nil {
-			return nil
-		}
-		err := d.fetchRange(ctx, sess, h, a, buf)
-		d.mu.Lock()
-		d.pick.release(a)
-		d.notifyLocked()
-		d.mu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// assign waits for h's next assignment; nil when the download is complete,
-// failed, or ctx ended.
-func (d *download) assign(ctx context.Context, h *holder) *assignment {
-	for {
-		d.mu.Lock()
-		if d.fatal != nil || d.pick.complete() {
-			d.mu.Unlock()
-			return nil
-		}
-		if a := d.pick.pick(h, time.Now()); a != nil {
-			d.notifyLocked() // a new assignment others may duplicate
-			d.mu.Unlock()
-			return a
-		}
-		ch := d.changed
-		d.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
 // finish gives the complete file its final name.
 func (d *download) finish() error {
 	cfg := &d.m.cfg
 	d.setState(StateVerifying)
 	part := d.partPath()
+	d.closeDirect()
 	err := d.part.Sync()
 	if cerr := d.part.Close(); err == nil {
 		err = cerr

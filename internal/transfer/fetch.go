@@ -7,6 +7,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/strata-p2p/strata/internal/session"
@@ -101,37 +104,326 @@ func openStream(ctx context.Context, sess *session.Session, stall time.Duration)
 	return st, nil
 }
 
-// fetchRange asks h for assignment a and writes every piece that verifies
-// and is still missing. It stops early when every remaining piece arrived
-// from another source.
-func (d *download) fetchRange(ctx context.Context, sess *session.Session, h *holder, a *assignment, buf []byte) error {
-	stall := d.m.cfg.StallTimeout
-	off := uint64(a.first) * proto.PieceSize
-	end := min(uint64(a.first+a.count)*proto.PieceSize, d.size)
-	st, err := openStream(ctx, sess, stall)
-	if err != nil {
+// Per-source pipeline. The worker goroutine reads ranges off the stream
+// into a few piece buffers; a verifier goroutine hashes each piece, writes
+// it if it is still missing, and records it. Reading thus never waits for
+// hashing or the disk, and the next range is asked for while the last
+// pieces of the current one arrive, so the stream never idles between
+// ranges. Memory per source: pieceBuffers pieces.
+const (
+	pieceBuffers  = 4 // pieces read ahead of verification
+	prefetchAfter = 8 // ask for the next range when this many pieces of the current one are left
+)
+
+// pieceJob is one piece for the verifier; i < 0 marks the end of a's
+// pieces (the verifier then releases a).
+type pieceJob struct {
+	a   *assignment
+	i   int
+	buf *[]byte
+}
+
+// verifier checks and stores the pieces one source delivers.
+type verifier struct {
+	d      *download
+	h      *holder
+	jobs   chan pieceJob
+	free   chan *[]byte
+	stop   context.CancelFunc // ends the reader when a piece is bad or the disk fails
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+	failed atomic.Bool
+}
+
+// newVerifier returns a verifier with its piece buffers; call release
+// once its goroutine and the reader are done with them.
+func newVerifier(d *download, h *holder, stop context.CancelFunc) (v *verifier, release func()) {
+	v = &verifier{d: d, h: h, jobs: make(chan pieceJob, pieceBuffers+2), free: make(chan *[]byte, pieceBuffers),
+		stop: stop, done: make(chan struct{})}
+	bufs, release := allocPieces(pieceBuffers)
+	for i := range bufs {
+		v.free <- &bufs[i]
+	}
+	return v, release
+}
+
+// heapPieces returns n ordinary piece buffers.
+func heapPieces(n int) ([][]byte, func()) {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, proto.PieceSize)
+	}
+	return bufs, func() {}
+}
+
+func (v *verifier) fail(err error) {
+	v.mu.Lock()
+	if v.err == nil {
+		v.err = err
+	}
+	v.mu.Unlock()
+	v.failed.Store(true)
+	v.stop()
+}
+
+func (v *verifier) error() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.err
+}
+
+func (v *verifier) run() {
+	defer close(v.done)
+	d := v.d
+	for j := range v.jobs {
+		if j.i < 0 {
+			if j.a.whi > j.a.wlo {
+				startWriteback(d.part, j.a.wlo, j.a.whi-j.a.wlo)
+			}
+			j.a.wlo, j.a.whi = 0, 0
+			d.mu.Lock()
+			d.pick.release(j.a)
+			d.notifyLocked()
+			d.mu.Unlock()
+			continue
+		}
+		if !v.failed.Load() {
+			v.check(j)
+		}
+		v.free <- j.buf
+	}
+}
+
+func (v *verifier) check(j pieceJob) {
+	d, i := v.d, j.i
+	n := pieceLen(d.size, i)
+	b := (*j.buf)[:n]
+	if proto.HashPiece(b) != d.pieces[i] {
+		v.fail(&sourceError{reason: fmt.Sprintf("sent a bad piece %d", i), permanent: true})
+		return
+	}
+	d.mu.Lock()
+	want := d.pick.wanted(i)
+	d.mu.Unlock()
+	if want {
+		if err := v.write(j.a, b, int64(i)*proto.PieceSize); err != nil {
+			v.fail(&fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)})
+			return
+		}
+	}
+	d.mu.Lock()
+	d.pick.done(j.a, i)
+	v.h.bytes += uint64(n)
+	complete := d.pick.complete()
+	d.notifyLocked()
+	d.mu.Unlock()
+	if complete {
+		d.signal()
+	}
+}
+
+// write stores a verified piece: directly to disk when it can, else
+// through the page cache (then recording the range for writeback).
+func (v *verifier) write(a *assignment, b []byte, off int64) error {
+	d := v.d
+	if d.direct != nil && len(b) == proto.PieceSize && !d.directOff.Load() {
+		_, err := d.direct.WriteAt(b, off)
+		if !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		d.directOff.Store(true) // this file system wants other alignment: stop trying
+	}
+	if _, err := d.part.WriteAt(b, off); err != nil {
 		return err
 	}
-	defer resetOnDone(ctx, st)()
-	defer st.CancelRead(proto.CodeOK)
+	if a.whi == 0 {
+		a.wlo = off
+	}
+	a.whi = off + int64(len(b))
+	return nil
+}
+
+// workSource fetches from h until there is nothing left for it or it fails.
+func (d *download) workSource(ctx context.Context, h *holder) error {
+	d.mu.Lock()
+	sess := h.sess
+	h.sess = nil
+	d.mu.Unlock()
+	if sess == nil {
+		var err error
+		if sess, err = d.dial(ctx, h); err != nil {
+			return err
+		}
+	}
+	defer sess.CloseWithError(proto.CodeOK, "download done with this source")
+	d.mu.Lock()
+	h.state = SourceActive
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v, release := newVerifier(d, h, cancel)
+	go v.run()
+	err := d.readRanges(ctx, sess, h, v)
+	close(v.jobs)
+	<-v.done
+	release()
+	if verr := v.error(); verr != nil {
+		return verr
+	}
+	return err
+}
+
+// inflight is a range request sent and not yet read.
+type inflight struct {
+	a    *assignment
+	st   *session.Stream
+	stop func() bool
+}
+
+func (f *inflight) close() {
+	f.stop()
+	f.st.CancelRead(proto.CodeOK)
+}
+
+// readRanges asks h for one range after another and feeds the pieces to v.
+func (d *download) readRanges(ctx context.Context, sess *session.Session, h *holder, v *verifier) error {
+	var next *inflight
+	defer func() {
+		if next != nil {
+			next.close()
+			v.jobs <- pieceJob{a: next.a, i: -1}
+		}
+	}()
+	for {
+		cur := next
+		next = nil
+		if cur == nil {
+			a := d.assign(ctx, h)
+			if a == nil {
+				return nil
+			}
+			var err error
+			if cur, err = d.request(ctx, sess, a); err != nil {
+				v.jobs <- pieceJob{a: a, i: -1}
+				return err
+			}
+		}
+		prefetch := func() error {
+			d.mu.Lock()
+			a := d.pick.pick(h, time.Now(), false)
+			if a != nil {
+				d.notifyLocked()
+			}
+			d.mu.Unlock()
+			if a == nil {
+				return nil
+			}
+			var err error
+			if next, err = d.request(ctx, sess, a); err != nil {
+				v.jobs <- pieceJob{a: a, i: -1}
+			}
+			return err
+		}
+		err := d.receive(ctx, cur, h, v, prefetch)
+		cur.close()
+		v.jobs <- pieceJob{a: cur.a, i: -1}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// assign waits for h's next assignment; nil when the download is complete,
+// failed, or ctx ended.
+func (d *download) assign(ctx context.Context, h *holder) *assignment {
+	for {
+		d.mu.Lock()
+		if d.fatal != nil || d.pick.complete() {
+			d.mu.Unlock()
+			return nil
+		}
+		if a := d.pick.pick(h, time.Now(), true); a != nil {
+			d.notifyLocked() // a new assignment others may duplicate
+			d.mu.Unlock()
+			return a
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// rangeOf is the byte range of a.
+func (d *download) rangeOf(a *assignment) (uint64, uint64) {
+	off := uint64(a.first) * proto.PieceSize
+	return off, min(uint64(a.first+a.count)*proto.PieceSize, d.size) - off
+}
+
+// request opens a stream and asks for a's range.
+func (d *download) request(ctx context.Context, sess *session.Session, a *assignment) (*inflight, error) {
+	stall := d.m.cfg.StallTimeout
+	st, err := openStream(ctx, sess, stall)
+	if err != nil {
+		return nil, err
+	}
+	f := &inflight{a: a, st: st, stop: resetOnDone(ctx, st)}
+	off, length := d.rangeOf(a)
 	_ = st.SetWriteDeadline(time.Now().Add(stall))
-	if err := st.Send(&proto.RangeRequest{ContentID: d.cid, Offset: off, Length: end - off}); err != nil {
-		return netError(err, stall)
+	if err := st.Send(&proto.RangeRequest{ContentID: d.cid, Offset: off, Length: length}); err != nil {
+		f.close()
+		return nil, netError(err, stall)
 	}
 	_ = st.Close()
-	if err := d.awaitReply(st, h, off, end-off); err != nil {
+	return f, nil
+}
+
+// receive reads f's reply and pieces into v, calling prefetch once when
+// prefetchAfter pieces are left. It stops early when every remaining piece
+// arrived from another source.
+func (d *download) receive(ctx context.Context, f *inflight, h *holder, v *verifier, prefetch func() error) error {
+	stall := d.m.cfg.StallTimeout
+	a := f.a
+	off, length := d.rangeOf(a)
+	if err := d.awaitReply(f.st, h, a, off, length); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.pick.receiving(a, time.Now())
+	a.queued = false
 	h.state, h.queuePos = SourceActive, 0
+	if h.since.IsZero() {
+		h.since = time.Now()
+	}
 	d.mu.Unlock()
 
-	r := &stallReader{st: st, stall: stall}
-	written := false
-	for i := a.first; i < a.first+a.count; i++ {
+	r := &stallReader{st: f.st, stall: stall}
+	end := a.first + a.count
+	for i := a.first; i < end; i++ {
+		if end-i == prefetchAfter || (i == a.first && a.count < prefetchAfter) {
+			if err := prefetch(); err != nil {
+				return err
+			}
+		}
+		d.mu.Lock()
+		obsolete := d.pick.obsolete(a, i)
+		d.mu.Unlock()
+		if obsolete {
+			return nil
+		}
+		var buf *[]byte
+		select {
+		case buf = <-v.free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		n := pieceLen(d.size, i)
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		if _, err := io.ReadFull(r, (*buf)[:n]); err != nil {
+			v.free <- buf
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -140,39 +432,13 @@ func (d *download) fetchRange(ctx context.Context, sess *session.Session, h *hol
 			}
 			return netError(err, stall)
 		}
-		if proto.HashPiece(buf[:n]) != d.pieces[i] {
-			return &sourceError{reason: fmt.Sprintf("sent a bad piece %d", i), permanent: true}
-		}
-		d.mu.Lock()
-		want := d.pick.wanted(i)
-		d.mu.Unlock()
-		if want {
-			if _, err := d.part.WriteAt(buf[:n], int64(i)*proto.PieceSize); err != nil {
-				return &fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)}
-			}
-			written = true
-		}
-		d.mu.Lock()
-		d.pick.done(a, i)
-		h.bytes += uint64(n)
-		complete, obsolete := d.pick.complete(), d.pick.obsolete(a, i+1)
-		d.notifyLocked()
-		d.mu.Unlock()
-		if complete {
-			d.signal()
-		}
-		if obsolete {
-			break
-		}
-	}
-	if written {
-		startWriteback(d.part, int64(off), int64(end-off))
+		v.jobs <- pieceJob{a: a, i: i, buf: buf}
 	}
 	return nil
 }
 
 // awaitReply reads Queued messages until the RangeReply.
-func (d *download) awaitReply(st *session.Stream, h *holder, off, length uint64) error {
+func (d *download) awaitReply(st *session.Stream, h *holder, a *assignment, off, length uint64) error {
 	stall := d.m.cfg.StallTimeout
 	for {
 		_ = st.SetReadDeadline(time.Now().Add(stall))
@@ -186,6 +452,7 @@ func (d *download) awaitReply(st *session.Stream, h *holder, off, length uint64)
 		switch m := m.(type) {
 		case *proto.Queued:
 			d.mu.Lock()
+			a.queued = true
 			h.state, h.queuePos = SourceQueued, int(m.Position)
 			d.mu.Unlock()
 		case *proto.RangeReply:

@@ -66,6 +66,9 @@ type ManagerConfig struct {
 	Logger *zap.Logger
 	// Now is the clock for status times and rates. Nil means time.Now.
 	Now func() time.Time
+
+	// pageCacheOnly turns direct writes off (tests of the other path).
+	pageCacheOnly bool
 }
 
 // DefaultManagerConfig returns the defaults (no folders, no Find or Dial);

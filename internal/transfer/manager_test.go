@@ -23,6 +23,11 @@ func dirs(t *testing.T) (string, string) {
 }
 
 func TestDownloadOneSource(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testDownloadOneSource(t, false) })
+	t.Run("page-cache", func(t *testing.T) { testDownloadOneSource(t, true) })
+}
+
+func testDownloadOneSource(t *testing.T, pageCacheOnly bool) {
 	r := newRig(t)
 	c := newContent(3*proto.PieceSize+1234, 10)
 	lib, _ := libDir(t, c, "x.bin")
@@ -30,6 +35,7 @@ func TestDownloadOneSource(t *testing.T) {
 	r.setHits(h.hit(c, "song.mp3"))
 	dir, state := dirs(t)
 	cfg, done := r.managerConfig(dir, state)
+	cfg.pageCacheOnly = pageCacheOnly
 	m := startManager(t, cfg)
 	st, err := m.Get(c.cid, "")
 	if err != nil {

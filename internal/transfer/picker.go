@@ -12,8 +12,10 @@ import (
 // with no I/O and no locking (the download's mutex guards it), so its
 // policy is tested on its own:
 //
-//   - a source gets the lowest run of up to chunk pieces that are missing
-//     and that no other source is fetching;
+//   - a source gets the lowest run of pieces that are missing and that no
+//     other source is fetching: chunk pieces, or for a fast source up to
+//     maxChunkFactor times that, about chunkTarget of its measured rate
+//     (fewer, larger ranges cost less per byte on both ends);
 //   - when every missing piece is being fetched (endgame), an idle source
 //     duplicates the rest of the assignment expected to finish last: a
 //     queued one first, then the slowest; each assignment is duplicated at
@@ -33,14 +35,14 @@ type picker struct {
 
 // assignment is one range of pieces one source was asked for.
 type assignment struct {
-	src       *holder
-	first     int
-	count     int
-	receiving bool      // the source sent RangeReply; false while queued
-	since     time.Time // when receiving began
-	got       int       // pieces verified through this assignment
-	dupOf     *assignment
-	dups      int // duplicates of this one running
+	src    *holder
+	first  int
+	count  int
+	queued bool // the source said Queued and has not sent RangeReply yet
+	dupOf  *assignment
+	dups   int   // duplicates of this one running
+	wlo    int64 // byte range written through it (the verifier's, for writeback)
+	whi    int64
 }
 
 func newPicker(size uint64, chunk int, have []bool) *picker {
@@ -70,20 +72,25 @@ func (p *picker) mark(i int) {
 func (p *picker) complete() bool { return p.left == 0 }
 
 // pick returns src's next assignment, or nil when there is nothing for it
-// to do right now.
-func (p *picker) pick(src *holder, now time.Time) *assignment {
+// to do right now. Without dup it never duplicates (a source asking ahead
+// of its current range should not take over another's).
+func (p *picker) pick(src *holder, now time.Time, dup bool) *assignment {
+	limit := p.chunkFor(src, now)
 	for i := p.hint; i < p.n; i++ {
 		if p.have[i] || p.claims[i] > 0 {
 			continue
 		}
 		j := i
-		for j < p.n && j-i < p.chunk && !p.have[j] && p.claims[j] == 0 {
+		for j < p.n && j-i < limit && !p.have[j] && p.claims[j] == 0 {
 			j++
 		}
 		p.hint = j
 		return p.claim(src, i, j-i, nil)
 	}
 	p.hint = p.n
+	if !dup {
+		return nil
+	}
 
 	var best *assignment
 	var bestLo, bestHi int
@@ -105,6 +112,22 @@ func (p *picker) pick(src *holder, now time.Time) *assignment {
 	}
 	best.dups++
 	return p.claim(src, bestLo, bestHi-bestLo, best)
+}
+
+// Range sizing for fast sources.
+const (
+	chunkTarget    = 50 * time.Millisecond
+	maxChunkFactor = 4
+)
+
+// chunkFor is how many pieces src gets in one range.
+func (p *picker) chunkFor(src *holder, now time.Time) int {
+	rate := src.rate(now)
+	if rate <= 0 {
+		return p.chunk
+	}
+	want := int(rate * chunkTarget.Seconds() / proto.PieceSize)
+	return min(max(want, p.chunk), maxChunkFactor*p.chunk)
 }
 
 func (p *picker) claim(src *holder, first, count int, dupOf *assignment) *assignment {
@@ -131,24 +154,18 @@ func (p *picker) missingSpan(a *assignment) (int, int) {
 	return lo, hi
 }
 
-// eta estimates seconds until a has pieces [lo, hi): infinite while
-// queued, very long while receiving with nothing verified yet.
+// eta estimates seconds until a has pieces [lo, hi) at its source's rate
+// so far: infinite while queued, very long before the source delivered
+// anything.
 func (p *picker) eta(a *assignment, lo, hi int, now time.Time) float64 {
-	if !a.receiving {
+	if a.queued {
 		return math.Inf(1)
 	}
-	el := now.Sub(a.since).Seconds()
-	if a.got == 0 || el <= 0 {
-		return 1e12 + el
+	rate := a.src.rate(now)
+	if rate <= 0 {
+		return 1e12
 	}
-	rate := float64(a.got) * proto.PieceSize / el
 	return float64(hi-lo) * proto.PieceSize / rate
-}
-
-// receiving records that a's source started sending.
-func (p *picker) receiving(a *assignment, now time.Time) {
-	a.receiving = true
-	a.since = now
 }
 
 // wanted reports whether piece i is still missing.
@@ -157,7 +174,6 @@ func (p *picker) wanted(i int) bool { return !p.have[i] }
 // done records that piece i arrived, verified and written, through a. It
 // returns false when another source delivered it first.
 func (p *picker) done(a *assignment, i int) bool {
-	a.got++
 	if p.have[i] {
 		return false
 	}

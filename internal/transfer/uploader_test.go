@@ -366,7 +366,7 @@ func TestBucketPaces(t *testing.T) {
 }
 
 // hostOn serves an uploader on an existing transport (quicnet tests).
-func hostOn(t *testing.T, tr transport.Transport, lib Library) *holderHost {
+func hostOn(t testing.TB, tr transport.Transport, lib Library) *holderHost {
 	return startHolder(t, tr, NewUploader(UploaderConfig{Logger: zaptest.NewLogger(t)}, lib), nil)
 }
 

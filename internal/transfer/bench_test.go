@@ -1,3 +1,0 @@
-package transfer
-
-func cleanupBenchFiles() {}
