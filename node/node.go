@@ -222,16 +222,24 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
 	n.goRun(func() { n.acceptLoop(ctx) })
 	n.goRun(func() { n.rescanLoop(ctx) })
 	n.dl.Start(ctx)
+	leafDone := make(chan struct{})
 	if n.cfg.Role == RoleSupernode {
+		close(leafDone)
 		n.becomeSupernode(ctx, "started with --role supernode")
 	} else {
-		n.goRun(func() { n.leafLoop(ctx) })
+		n.goRun(func() { defer close(leafDone); n.leafLoop(ctx) })
 	}
 	if ready != nil {
 		ready(Ready{Event: "ready", Role: n.Role().String(), PeerID: n.PeerID(), QUIC: n.tr.Addr().String(), API: n.api.Addr().String()})
 	}
 	<-ctx.Done()
 	n.log.Info("shutting down")
+	// A leaf says goodbye to its supernode (so its files vanish at once)
+	// before the transport closes.
+	select {
+	case <-leafDone:
+	case <-time.After(2 * time.Second):
+	}
 	shutCtx, c2 := context.WithTimeout(context.Background(), 3*time.Second)
 	_ = srv.Shutdown(shutCtx)
 	c2()
