@@ -28,7 +28,8 @@ type Capacity struct {
 	// the CPUs and the cgroup CPU quota.
 	Cores float64 `json:"cores"`
 	// IndexOpsPerSec is keyword-index lookups per second on a generated
-	// corpus (the work a supernode does), one core's speed times Cores.
+	// corpus (the work a supernode does): one goroutine's speed, times
+	// Cores when that is more than one.
 	IndexOpsPerSec float64 `json:"index_ops_per_sec"`
 	// MemBytes is the memory available: the least of /proc/meminfo's
 	// MemAvailable and what the cgroup limits leave.
@@ -196,7 +197,10 @@ func (m *Measurer) Measure(ctx context.Context) (Capacity, error) {
 		}
 		m.benchOps, m.benchAt = ops, now
 	}
-	c.IndexOpsPerSec = m.benchOps * c.Cores
+	// One goroutine's wall-clock speed scales with the cores beyond the
+	// first; below one core the quota already throttled the benchmark (its
+	// budget spans at least two 100 ms CFS periods), so no scaling down.
+	c.IndexOpsPerSec = m.benchOps * max(1, c.Cores)
 
 	var err error
 	c.UpBps, c.DownBps, err = m.rates(ctx, now)
@@ -235,7 +239,7 @@ func (m *Measurer) rates(ctx context.Context, now time.Time) (up, down float64, 
 		case ctx.Err() != nil:
 			return 0, 0, ctx.Err()
 		case perr != nil:
-			m.cfg.Logger.Warn("bandwidth probe failed; rates stay as last measured", zap.Error(perr))
+			m.cfg.Logger.Warn("bandwidth probe failed; rates come from transfers alone until the next probe", zap.Error(perr))
 		default:
 			m.probeUp, m.probeDn, m.probeGot = max(0, pu), max(0, pd), now
 		}

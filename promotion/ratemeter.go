@@ -78,8 +78,9 @@ func (c RateMeterConfig) validate() error {
 
 // RateMeter measures the upload and download rates a node achieves in real
 // transfers, over a sliding window. It reports the rate while busy (bytes
-// over the time the link was in use, with short silences bridged), not the
-// average over the whole window: a node that uploaded at 2 MB/s for 5 s and
+// over the time the link was in use, with short silences bridged; the
+// first bucket of each busy run only starts the clock), not the average
+// over the whole window: a node that uploaded at 2 MB/s for 5 s and
 // then idled measures 2 MB/s. A node whose uploads are capped measures its
 // cap, since that is all it sends.
 //
@@ -164,11 +165,14 @@ func (m *RateMeter) Rate(now time.Time, d Direction) (bps float64, ok bool) {
 		if s.idx[slot] != b || s.bytes[slot] == 0 {
 			continue
 		}
-		total += s.bytes[slot]
-		busy++
-		if g := b - prev - 1; g > 0 && g <= gap {
-			busy += g
+		if g := b - prev - 1; g <= gap {
+			total += s.bytes[slot]
+			busy += 1 + g
 		}
+		// else: the start of a busy run. Its bytes went out before the
+		// clock of the run starts (what a burst or a token bucket's
+		// saved-up tokens sent at once), so they are not counted: n bursts
+		// span n−1 gaps.
 		prev = b
 	}
 	if busy == 0 || time.Duration(busy)*m.cfg.Bucket < m.cfg.MinBusy {
