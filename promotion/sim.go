@@ -313,12 +313,17 @@ func (s *simulation) supernodes() []*simNode {
 	return out
 }
 
-// overlap compares the supernode set with the k best nodes by measured
-// capacity (noise-free: what the server's probes and the nodes' own
-// measurements average to) among those that are reachable and pass every
-// gate but uptime, k being the supernode count clamped to the planner's
-// band [Need, Keep]. It returns |S ∩ top-k| / max(|S|, k).
-func (s *simulation) overlap() float64 {
+// overlap compares the supernode set S with the k best nodes T by
+// capacity among those that can serve: reachable, and passing every gate
+// but uptime. k is the supernode count clamped to the planner's band
+// [Need, Keep]. It returns |S ∩ T| / max(|S|, k).
+//
+// measured ranks by what was measured: the server's probes, among nodes
+// whose own measurements pass the gates (those not declining). Otherwise
+// it ranks by the noise-free capacities the measurements scatter around:
+// the ideal, which noise alone can keep out of reach when two nodes are
+// closer than the noise.
+func (s *simulation) overlap(measured bool) float64 {
 	sn := s.supernodes()
 	leaves := len(s.nodes) - len(sn)
 	k := min(max(len(sn), s.planner.Need(leaves)), s.planner.keep(leaves))
@@ -329,8 +334,17 @@ func (s *simulation) overlap() float64 {
 	var ok []scored
 	cfg := &s.planner.cfg
 	for _, n := range s.nodes {
+		if !n.reachable {
+			continue
+		}
+		if measured {
+			if n.policy.Role() == proto.RoleSupernode || !n.policy.Declining(s.now) {
+				ok = append(ok, scored{n, cfg.leafSlots(n.probeUp, n.prDn)})
+			}
+			continue
+		}
 		c := n.truth
-		if !n.reachable || c.UpBps < cfg.MinUpBps || c.DownBps < cfg.MinDownBps || c.Cores < cfg.MinCores ||
+		if c.UpBps < cfg.MinUpBps || c.DownBps < cfg.MinDownBps || c.Cores < cfg.MinCores ||
 			c.MemBytes < cfg.MinMemBytes || cfg.MaxLoad1 > 0 && c.Load1 > cfg.MaxLoad1 {
 			continue
 		}
