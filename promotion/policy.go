@@ -251,7 +251,8 @@ func (p *Policy) Decide(now time.Time, d Demand) Decision {
 		return dec
 	}
 	sn := p.role == proto.RoleSupernode
-	dec.Gates, dec.Eligible = p.gates(d, sn)
+	gs := p.check(d, sn)
+	dec.Gates, dec.Eligible = p.describe(gs), gs.all()
 	dec.Score = p.cfg.score(p.cap)
 
 	want, urgent := Stay, false
@@ -323,8 +324,8 @@ func (p *Policy) Declining(now time.Time) bool {
 	if !p.measured || now.Before(p.holdUntil()) {
 		return true
 	}
-	_, ok := p.gates(Demand{AcceptYoung: true}, false)
-	return !ok
+	g := p.check(Demand{AcceptYoung: true}, false)
+	return !g.all()
 }
 
 // SetRole tells the policy the node's role changed by other means: the
@@ -369,45 +370,103 @@ func (p *Policy) holdUntil() time.Time {
 	return p.lastChange.Add(p.hold)
 }
 
-// gates tests the measurements: the step-up thresholds, or (stay) the stay
+// gate kinds, in the order decisions list them.
+const (
+	gateReachable = iota
+	gateUpload
+	gateDownload
+	gateCores
+	gateMemory
+	gateLoad
+	gateUptime
+	numGates
+)
+
+var gateNames = [numGates]string{"reachable", "upload", "download", "cores", "memory", "load", "uptime"}
+
+// gateSet is the result of every gate, numbers only: Declining needs no
+// text, and a decision describes it once.
+type gateSet struct {
+	ok   [numGates]bool
+	used [numGates]bool
+	f    float64 // the band factor applied to the thresholds
+	stay bool
+	waived bool // uptime waived
+}
+
+func (g *gateSet) all() bool {
+	for i, used := range g.used {
+		if used && !g.ok[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// check tests the measurements: the step-up thresholds, or (stay) the stay
 // band below them.
-func (p *Policy) gates(d Demand, stay bool) ([]Gate, bool) {
+func (p *Policy) check(d Demand, stay bool) gateSet {
 	c, cfg := &p.cap, &p.cfg
-	f := 1.0
+	g := gateSet{f: 1, stay: stay}
 	if stay {
-		f = cfg.StayFraction
+		g.f = cfg.StayFraction
 	}
-	gs := make([]Gate, 0, 7)
-	add := func(name, have, want string, ok bool) {
-		gs = append(gs, Gate{Name: name, Have: have, Want: want, OK: ok})
-	}
+	set := func(i int, ok bool) { g.used[i], g.ok[i] = true, ok }
 	if stay {
-		add("reachable", c.Reachable.String(), "not unreachable", c.Reachable != proto.ReachUnreachable)
+		set(gateReachable, c.Reachable != proto.ReachUnreachable)
 	} else {
-		add("reachable", c.Reachable.String(), "reachable", c.Reachable == proto.ReachPublic)
+		set(gateReachable, c.Reachable == proto.ReachPublic)
 	}
-	add("upload", fmtRate(c.UpBps), "≥ "+fmtRate(cfg.MinUpBps*f), c.UpBps >= cfg.MinUpBps*f)
-	add("download", fmtRate(c.DownBps), "≥ "+fmtRate(cfg.MinDownBps*f), c.DownBps >= cfg.MinDownBps*f)
-	add("cores", fmtFloat(c.Cores), "≥ "+fmtFloat(cfg.MinCores*f), c.Cores >= cfg.MinCores*f)
-	minMem := uint64(float64(cfg.MinMemBytes) * f)
-	add("memory", fmtBytes(float64(c.MemBytes)), "≥ "+fmtBytes(float64(minMem)), c.MemBytes >= minMem)
+	set(gateUpload, c.UpBps >= cfg.MinUpBps*g.f)
+	set(gateDownload, c.DownBps >= cfg.MinDownBps*g.f)
+	set(gateCores, c.Cores >= cfg.MinCores*g.f)
+	set(gateMemory, c.MemBytes >= uint64(float64(cfg.MinMemBytes)*g.f))
 	if cfg.MaxLoad1 > 0 {
-		add("load", fmtFloat(c.Load1)+" per CPU", "≤ "+fmtFloat(cfg.MaxLoad1/f), c.Load1 <= cfg.MaxLoad1/f)
+		set(gateLoad, c.Load1 <= cfg.MaxLoad1/g.f)
 	}
 	if !stay {
-		have := c.Uptime.Round(time.Second).String() + " (average session " + c.AvgSession.Round(time.Second).String() + ")"
 		old := max(c.Uptime, c.AvgSession) >= cfg.MinUptime
-		want := "≥ " + cfg.MinUptime.String()
-		if d.AcceptYoung && !old {
-			want = "waived: no older candidate"
+		g.waived = d.AcceptYoung && !old
+		set(gateUptime, old || d.AcceptYoung)
+	}
+	return g
+}
+
+// describe turns a gateSet into Gates with the figures, for decisions.
+func (p *Policy) describe(g gateSet) []Gate {
+	c, cfg := &p.cap, &p.cfg
+	out := make([]Gate, 0, numGates)
+	for i := range numGates {
+		if !g.used[i] {
+			continue
 		}
-		add("uptime", have, want, old || d.AcceptYoung)
+		gt := Gate{Name: gateNames[i], OK: g.ok[i]}
+		switch i {
+		case gateReachable:
+			gt.Have, gt.Want = c.Reachable.String(), "reachable"
+			if g.stay {
+				gt.Want = "not unreachable"
+			}
+		case gateUpload:
+			gt.Have, gt.Want = fmtRate(c.UpBps), "≥ "+fmtRate(cfg.MinUpBps*g.f)
+		case gateDownload:
+			gt.Have, gt.Want = fmtRate(c.DownBps), "≥ "+fmtRate(cfg.MinDownBps*g.f)
+		case gateCores:
+			gt.Have, gt.Want = fmtFloat(c.Cores), "≥ "+fmtFloat(cfg.MinCores*g.f)
+		case gateMemory:
+			gt.Have, gt.Want = fmtBytes(float64(c.MemBytes)), "≥ "+fmtBytes(float64(cfg.MinMemBytes)*g.f)
+		case gateLoad:
+			gt.Have, gt.Want = fmtFloat(c.Load1)+" per CPU", "≤ "+fmtFloat(cfg.MaxLoad1/g.f)
+		case gateUptime:
+			gt.Have = c.Uptime.Round(time.Second).String() + " (average session " + c.AvgSession.Round(time.Second).String() + ")"
+			gt.Want = "≥ " + cfg.MinUptime.String()
+			if g.waived {
+				gt.Want = "waived: no older candidate"
+			}
+		}
+		out = append(out, gt)
 	}
-	ok := true
-	for _, g := range gs {
-		ok = ok && g.OK
-	}
-	return gs, ok
+	return out
 }
 
 // record adds dec to the history, folding it into the last entry when
