@@ -339,7 +339,7 @@ func (p *Policy) SetRole(now time.Time, role proto.Role, reason string) {
 	if role == p.role {
 		return
 	}
-	dec := Decision{At: now, Role: p.role, Reason: "set: " + reason, Capacity: p.cap, Eligible: false}
+	dec := Decision{At: now, Role: p.role, Reason: "set: " + reason, Capacity: p.cap}
 	dec.Action = Demote
 	if role == proto.RoleSupernode {
 		dec.Action = Promote
@@ -387,10 +387,10 @@ var gateNames = [numGates]string{"reachable", "upload", "download", "cores", "me
 // gateSet is the result of every gate, numbers only: Declining needs no
 // text, and a decision describes it once.
 type gateSet struct {
-	ok   [numGates]bool
-	used [numGates]bool
-	f    float64 // the band factor applied to the thresholds
-	stay bool
+	ok     [numGates]bool
+	used   [numGates]bool
+	f      float64 // the band factor applied to the thresholds
+	stay   bool
 	waived bool // uptime waived
 }
 
