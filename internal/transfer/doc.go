@@ -22,6 +22,14 @@
 // it may stop the stream (STOP_SENDING) once it has what it needs, and the
 // holder then frees the slot.
 //
+// # Pipeline
+//
+// Each source has one worker goroutine reading its streams into a few piece
+// buffers and one verifier goroutine hashing and writing them, so reading
+// never waits for the hash or the disk; the next range is asked for while
+// the last pieces of the current one arrive. At most pieceBuffers pieces and
+// two ranges are in flight per source: memory does not grow with the file.
+//
 // # Trust
 //
 // Nothing a holder sends is trusted. The piece-hash list must hash to the
@@ -39,6 +47,11 @@
 // on disk. The state is replaced atomically and only after the part file was
 // fsynced, so it never claims bytes that are not on disk. On resume every
 // piece already in the part file is hashed again and kept only if it matches.
+// Verified pieces are written with O_DIRECT where the file system allows
+// (Linux), which skips the page-cache copy and the kernel's writeback;
+// elsewhere through the page cache, with writeback started range by range
+// so the final fsync is short.
+//
 // A finished file is fsynced, linked under its final name (never replacing
 // another file: "name (1).ext" and so on), the folder is fsynced, and only
 // then the state is removed and OnComplete called: the final name never shows

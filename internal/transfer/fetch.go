@@ -418,8 +418,13 @@ func (d *download) receive(ctx context.Context, f *inflight, h *holder, v *verif
 		var buf *[]byte
 		select {
 		case buf = <-v.free:
-		case <-ctx.Done():
-			return ctx.Err()
+		default:
+			select { // the verifier is behind (a slow disk): not the source's fault
+			case buf = <-v.free:
+				r.set = time.Time{} // restart the stall clock at the next read
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		n := pieceLen(d.size, i)
 		if _, err := io.ReadFull(r, (*buf)[:n]); err != nil {

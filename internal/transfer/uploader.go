@@ -289,7 +289,10 @@ func (u *Uploader) serveRange(ctx context.Context, peer proto.PeerID, st *sessio
 		log("upload stopped", zap.Stringer("peer", peer), zap.Stringer("content", req.ContentID),
 			zap.Uint64("offset", req.Offset), zap.Uint64("length", req.Length), zap.Uint64("sent", up.sent.Load()), zap.Error(err))
 		code := proto.CodeOf(err)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case ctx.Err() != nil: // Close, or the connection is gone
+			code = proto.CodeShutdown
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			code = proto.CodeTimeout
 		}
 		st.CancelWrite(code)
@@ -445,7 +448,7 @@ func (u *Uploader) waitSlot(ctx context.Context, st *session.Stream, up *upload)
 		}
 		select {
 		case <-up.granted:
-			return nil
+			return ctx.Err() // a slot freed by Close is not taken
 		case <-up.moved:
 		case <-refresh.C:
 			last = -1 // say it again
