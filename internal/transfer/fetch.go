@@ -105,13 +105,16 @@ func openStream(ctx context.Context, sess *session.Session, stall time.Duration)
 }
 
 // Per-source pipeline. The worker goroutine reads ranges off the stream
-// into a few piece buffers; a verifier goroutine hashes each piece, writes
-// it if it is still missing, and records it. Reading thus never waits for
-// hashing or the disk, and the next range is asked for while the last
-// pieces of the current one arrive, so the stream never idles between
+// into a few piece buffers; a verifier goroutine hashes each piece and
+// hands the good ones to pieceWriters writer goroutines, which write the
+// piece if it is still missing and record it. Reading thus never waits for
+// hashing or the disk, several writes are in flight at once (a disk at queue
+// depth 1 was the bottleneck), and the next range is asked for while the
+// last pieces of the current one arrive, so the stream never idles between
 // ranges. Memory per source: pieceBuffers pieces.
 const (
-	pieceBuffers  = 4 // pieces read ahead of verification
+	pieceBuffers  = 8 // pieces read ahead of verification and writing
+	pieceWriters  = 4 // concurrent piece writes
 	prefetchAfter = 8 // ask for the next range when this many pieces of the current one are left
 )
 
@@ -125,22 +128,25 @@ type pieceJob struct {
 
 // verifier checks and stores the pieces one source delivers.
 type verifier struct {
-	d      *download
-	h      *holder
-	jobs   chan pieceJob
-	free   chan *[]byte
-	stop   context.CancelFunc // ends the reader when a piece is bad or the disk fails
-	done   chan struct{}
-	mu     sync.Mutex
-	err    error
-	failed atomic.Bool
+	d       *download
+	h       *holder
+	jobs    chan pieceJob // from the reader
+	writes  chan pieceJob // verified pieces, to the writers
+	free    chan *[]byte
+	stop    context.CancelFunc // ends the reader when a piece is bad or the disk fails
+	pending sync.WaitGroup     // writes handed out and not finished
+	writers sync.WaitGroup
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+	failed  atomic.Bool
 }
 
 // newVerifier returns a verifier with its piece buffers; call release
-// once its goroutine and the reader are done with them.
+// once its goroutines and the reader are done with them.
 func newVerifier(d *download, h *holder, stop context.CancelFunc) (v *verifier, release func()) {
-	v = &verifier{d: d, h: h, jobs: make(chan pieceJob, pieceBuffers+2), free: make(chan *[]byte, pieceBuffers),
-		stop: stop, done: make(chan struct{})}
+	v = &verifier{d: d, h: h, jobs: make(chan pieceJob, pieceBuffers+2), writes: make(chan pieceJob, pieceBuffers),
+		free: make(chan *[]byte, pieceBuffers), stop: stop, done: make(chan struct{})}
 	bufs, release := allocPieces(pieceBuffers)
 	for i := range bufs {
 		v.free <- &bufs[i]
@@ -173,59 +179,76 @@ func (v *verifier) error() error {
 	return v.err
 }
 
+// run verifies pieces until the reader closes jobs, then waits for the
+// writers.
 func (v *verifier) run() {
 	defer close(v.done)
+	for range pieceWriters {
+		v.writers.Add(1)
+		go v.writer()
+	}
 	d := v.d
 	for j := range v.jobs {
 		if j.i < 0 {
-			if j.a.whi > j.a.wlo {
-				startWriteback(d.part, j.a.wlo, j.a.whi-j.a.wlo)
-			}
-			j.a.wlo, j.a.whi = 0, 0
+			v.pending.Wait() // its pieces are written before its claims go
 			d.mu.Lock()
 			d.pick.release(j.a)
 			d.notifyLocked()
 			d.mu.Unlock()
 			continue
 		}
-		if !v.failed.Load() {
-			v.check(j)
+		if v.failed.Load() {
+			v.free <- j.buf
+			continue
 		}
-		v.free <- j.buf
+		n := pieceLen(d.size, j.i)
+		if proto.HashPiece((*j.buf)[:n]) != d.pieces[j.i] {
+			v.fail(&sourceError{reason: fmt.Sprintf("sent a bad piece %d", j.i), permanent: true})
+			v.free <- j.buf
+			continue
+		}
+		v.pending.Add(1)
+		v.writes <- j
 	}
+	close(v.writes)
+	v.writers.Wait()
 }
 
-func (v *verifier) check(j pieceJob) {
-	d, i := v.d, j.i
-	n := pieceLen(d.size, i)
-	b := (*j.buf)[:n]
-	if proto.HashPiece(b) != d.pieces[i] {
-		v.fail(&sourceError{reason: fmt.Sprintf("sent a bad piece %d", i), permanent: true})
-		return
-	}
-	d.mu.Lock()
-	want := d.pick.wanted(i)
-	d.mu.Unlock()
-	if want {
-		if err := v.write(j.a, b, int64(i)*proto.PieceSize); err != nil {
-			v.fail(&fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)})
-			return
+// writer writes verified pieces that are still missing and records them.
+func (v *verifier) writer() {
+	defer v.writers.Done()
+	d := v.d
+	for j := range v.writes {
+		if !v.failed.Load() {
+			n := pieceLen(d.size, j.i)
+			d.mu.Lock()
+			want := d.pick.wanted(j.i)
+			d.mu.Unlock()
+			if want {
+				if err := v.write((*j.buf)[:n], int64(j.i)*proto.PieceSize); err != nil {
+					v.fail(&fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)})
+				}
+			}
+			if !v.failed.Load() {
+				d.mu.Lock()
+				d.pick.done(j.a, j.i)
+				v.h.bytes += uint64(n)
+				complete := d.pick.complete()
+				d.notifyLocked()
+				d.mu.Unlock()
+				if complete {
+					d.signal()
+				}
+			}
 		}
-	}
-	d.mu.Lock()
-	d.pick.done(j.a, i)
-	v.h.bytes += uint64(n)
-	complete := d.pick.complete()
-	d.notifyLocked()
-	d.mu.Unlock()
-	if complete {
-		d.signal()
+		v.free <- j.buf
+		v.pending.Done()
 	}
 }
 
 // write stores a verified piece: directly to disk when it can, else
-// through the page cache (then recording the range for writeback).
-func (v *verifier) write(a *assignment, b []byte, off int64) error {
+// through the page cache, starting its writeback at once.
+func (v *verifier) write(b []byte, off int64) error {
 	d := v.d
 	if d.direct != nil && len(b) == proto.PieceSize && !d.directOff.Load() {
 		_, err := d.direct.WriteAt(b, off)
@@ -237,10 +260,7 @@ func (v *verifier) write(a *assignment, b []byte, off int64) error {
 	if _, err := d.part.WriteAt(b, off); err != nil {
 		return err
 	}
-	if a.whi == 0 {
-		a.wlo = off
-	}
-	a.whi = off + int64(len(b))
+	startWriteback(d.part, off, int64(len(b)))
 	return nil
 }
 

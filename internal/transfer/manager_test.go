@@ -578,3 +578,56 @@ func TestNewManagerValidates(t *testing.T) {
 		t.Errorf("empty config: %v", err)
 	}
 }
+
+// TestRefindAddsSources: holders that appear after the start are found by
+// the periodic search and used.
+func TestRefindAddsSources(t *testing.T) {
+	r := newRig(t)
+	c := newContent(32*proto.PieceSize, 25)
+	lib, _ := libDir(t, c, "x.bin")
+	slow := r.holder(UploaderConfig{MaxRate: 2 << 20}, lib, nil)
+	fast := r.holder(UploaderConfig{}, lib, nil)
+	r.setHits(slow.hit(c, "a.bin"))
+	dir, state := dirs(t)
+	cfg, done := r.managerConfig(dir, state)
+	cfg.RefindInterval = 50 * time.Millisecond
+	m := startManager(t, cfg)
+	st, _ := m.Get(c.cid, "")
+	waitFor(t, 5*time.Second, "the slow holder to start", func() bool { s, _ := m.Status(st.ID); return s.Done > 0 })
+	r.setHits(slow.hit(c, "a.bin"), fast.hit(c, "a.bin"))
+	checkFile(t, (<-done.ch).path, c.data)
+	if fast.up.Status().BytesTotal == 0 {
+		t.Error("the holder found later sent nothing")
+	}
+	if r.find.Load() < 2 {
+		t.Errorf("Find ran %d times", r.find.Load())
+	}
+}
+
+// TestResumeAlreadyPresent: a partial download whose content arrived some
+// other way is finished at once and its partial data removed.
+func TestResumeAlreadyPresent(t *testing.T) {
+	r := newRig(t)
+	c := newContent(8*proto.PieceSize, 26)
+	lib, path := libDir(t, c, "x.bin")
+	h := r.holder(UploaderConfig{MaxRate: 4 << 20}, lib, nil)
+	r.setHits(h.hit(c, "a.bin"))
+	dir, state := dirs(t)
+	cfg, _ := r.managerConfig(dir, state)
+	m1, err := NewManager(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1.Start(context.Background())
+	st, _ := m1.Get(c.cid, "")
+	waitFor(t, 5*time.Second, "some progress", func() bool { s, _ := m1.Status(st.ID); return s.Done > 0 })
+	m1.Close()
+
+	cfg.Have = func(cid proto.ContentID) (string, bool) { return path, cid == c.cid }
+	m2 := startManager(t, cfg)
+	final := waitState(t, m2, st.ID, 5*time.Second)
+	if final.State != StateDone || final.Path != path {
+		t.Errorf("resumed download of present content: %+v", final)
+	}
+	noLeftovers(t, dir, state)
+}

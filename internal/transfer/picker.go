@@ -40,9 +40,7 @@ type assignment struct {
 	count  int
 	queued bool // the source said Queued and has not sent RangeReply yet
 	dupOf  *assignment
-	dups   int   // duplicates of this one running
-	wlo    int64 // byte range written through it (the verifier's, for writeback)
-	whi    int64
+	dups   int // duplicates of this one running
 }
 
 func newPicker(size uint64, chunk int, have []bool) *picker {

@@ -374,3 +374,34 @@ func libDir(t *testing.T, c content, name string) (*testLib, string) {
 	dir := t.TempDir()
 	return newTestLib().add(c, c.write(t, dir, name, nil)), filepath.Join(dir, name)
 }
+
+// TestRateCapShared: the cap holds for all uploads together.
+func TestRateCapShared(t *testing.T) {
+	r := newRig(t)
+	c := newContent(1<<20, 8)
+	lib := newTestLib().add(c, c.write(t, t.TempDir(), "a.bin", nil))
+	const rate = 2 << 20
+	h := r.holder(UploaderConfig{Slots: 2, MaxRate: rate}, lib, nil)
+	start := time.Now()
+	errs := make(chan error, 2)
+	for range 2 {
+		st := r.requester(t, h).open(t, &proto.RangeRequest{ContentID: c.cid, Offset: 0, Length: 1 << 20})
+		go func() {
+			defer st.CancelRead(proto.CodeOK)
+			if _, err := st.Recv(); err != nil {
+				errs <- err
+				return
+			}
+			_, err := io.Copy(io.Discard, st)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := float64(2<<20) / time.Since(start).Seconds(); got > 1.15*rate {
+		t.Errorf("two uploads together ran at %.0f B/s over the %d B/s cap", got, rate)
+	}
+}
