@@ -480,7 +480,7 @@ type findResult struct {
 }
 
 // fetchAll runs workers until every piece is had, the sources run out, or
-// ctx ends. found says whether holders still have to be found (a resumed
+// ctx ends. resumed says that holders still have to be found (a resumed
 // download).
 func (d *download) fetchAll(ctx context.Context, resumed bool) error {
 	cfg := &d.m.cfg
