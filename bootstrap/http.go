@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-p2p/strata/internal/apiguard"
+	"github.com/strata-p2p/strata/internal/console"
 )
 
 // APIConfig says how the HTTP API is exposed.
@@ -43,6 +44,7 @@ func (s *Server) Handler() http.Handler {
 //	GET /v1/status     Status as JSON
 //	GET /v1/topology   the network map's data (Topology)
 //	GET /metrics       Prometheus metrics
+//	GET /, /static/    the network map (internal/console)
 //
 // behind the rules of internal/apiguard: a Host check and no cross-origin
 // requests, and a bearer token when the API is not on loopback (or one is
@@ -64,9 +66,11 @@ func (s *Server) APIHandler(cfg APIConfig) (http.Handler, error) {
 	}})
 	mux.Handle("/v1/topology", apiguard.Methods{http.MethodGet: s.TopologyHandler()})
 	mux.Handle("/metrics", apiguard.Methods{http.MethodGet: m.reg.Handler().ServeHTTP})
+	mux.Handle("/{$}", console.BootstrapHandler())
+	mux.Handle("/static/", console.BootstrapHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{fmt.Sprintf(
-			"no such endpoint %s; the bootstrap API serves GET /v1/status, /v1/topology and /metrics (see docs/API.md)", r.URL.Path)})
+			"no such endpoint %s; the bootstrap API serves GET /v1/status, /v1/topology, /metrics and the network map at / (see docs/API.md)", r.URL.Path)})
 	})
 	return g.Wrap(mux), nil
 }

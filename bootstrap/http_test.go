@@ -184,6 +184,10 @@ func TestAPIBrowserRules(t *testing.T) {
 	wantAPIError(t, "rebinding Host", code, body, 403, "DNS rebinding")
 	code, _, body = get(t, hc, "POST", base+"/v1/status", "Content-Type", "text/plain")
 	wantAPIError(t, "POST /v1/status", code, body, 405, "GET")
+	code, hdr, _ := get(t, hc, "GET", base+"/")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / (the network map): %d %s", code, hdr.Get("Content-Type"))
+	}
 }
 
 func TestAPITokenOffLoopback(t *testing.T) {
@@ -212,6 +216,12 @@ func TestAPITokenOffLoopback(t *testing.T) {
 		}
 		if code, _, body := get(t, hc, "GET", base+path, "Authorization", "Bearer "+tok, "Host", "bootstrap1.lab:7301"); code != 200 {
 			t.Fatalf("%s with the token: %d %s", path, code, body)
+		}
+	}
+	// The network map's page and files are public: they hold no data.
+	for _, path := range []string{"/", "/static/map.js"} {
+		if code, hdr, _ := get(t, hc, "GET", base+path); code != 200 || hdr.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s without a token: %d; want the console", path, code)
 		}
 	}
 	// Restarting on the same state directory keeps the token.

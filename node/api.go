@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/apiguard"
+	"github.com/strata-p2p/strata/internal/console"
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
@@ -122,9 +123,11 @@ func (n *Node) apiHandler() (http.Handler, error) {
 	mux.Handle("/v1/downloads", apiguard.Methods{http.MethodGet: a.listDownloads, http.MethodPost: a.startDownload})
 	mux.Handle("/v1/downloads/{id}", apiguard.Methods{http.MethodGet: a.download, http.MethodDelete: a.cancelDownload})
 	mux.Handle("/metrics", apiguard.Methods{http.MethodGet: a.m.reg.Handler().ServeHTTP})
+	mux.Handle("/{$}", console.NodeHandler())
+	mux.Handle("/static/", console.NodeHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint "+r.URL.Path+
-			"; the node API serves /v1/status, /v1/search, /v1/shares, /v1/downloads and /metrics (see docs/API.md)")
+			"; the node API serves /v1/status, /v1/search, /v1/shares, /v1/downloads, /metrics and the console at / (see docs/API.md)")
 	})
 	return g.Wrap(mux), nil
 }

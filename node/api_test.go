@@ -434,6 +434,15 @@ func TestAPIBrowserRules(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(n.n.cfg.StateDir, apiguard.TokenFile)); err == nil {
 		t.Error("a loopback API generated a token file")
 	}
+	// The console is served at /, and its page may call the API (same origin).
+	code, hdr, _ := n.call(t, "GET", "/", "")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", code, hdr.Get("Content-Type"))
+	}
+	code, _, body = n.call(t, "GET", "/static/nope.js", "")
+	wantError(t, "missing console file", code, body, http.StatusNotFound, "")
+	code, _, body = n.call(t, "POST", "/", "{}")
+	wantError(t, "POST /", code, body, http.StatusMethodNotAllowed, "GET")
 }
 
 // TestAPITokenOffLoopback binds the API to every interface: a token is
@@ -468,6 +477,14 @@ func TestAPITokenOffLoopback(t *testing.T) {
 			t.Fatalf("GET %s with the token: %d %s", path, code, body)
 		}
 	}
+	// The console's page and files are public: they hold no data.
+	for _, path := range []string{"/", "/static/common.js"} {
+		if code, hdr, _ := n.call(t, "GET", path, ""); code != 200 || hdr.Get("Content-Security-Policy") == "" {
+			t.Errorf("GET %s without a token: %d %s; want the console", path, code, hdr.Get("Content-Type"))
+		}
+	}
+	code, _, body = n.call(t, "GET", "/index.html", "")
+	wantError(t, "GET /index.html without a token", code, body, http.StatusUnauthorized, "token")
 	// With the token the Host is not checked (the API is meant to be reached by name).
 	if code, _, body := n.call(t, "GET", "/v1/status", "", "Authorization", "Bearer "+tok, "Host", "node1.lab:7500"); code != 200 {
 		t.Fatalf("with the token, by name: %d %s", code, body)
