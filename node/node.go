@@ -189,9 +189,14 @@ type Ready struct {
 
 // Run starts the node and blocks until ctx ends; ready is called once the
 // sockets are bound and the first scan is done.
-func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
+func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.start = time.Now()
-	var err error
+	libClosed := false
+	defer func() {
+		if !libClosed { // an early return: still save the hash cache
+			_ = n.lib.Close()
+		}
+	}()
 	tcfg := n.cfg.Transport
 	tcfg.Logger = n.log.Named("quic")
 	n.tr, err = quicnet.Listen(n.cfg.Listen, n.id, tcfg)
@@ -253,6 +258,7 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) error {
 	n.up.Close()
 	_ = n.tr.Close()
 	n.wg.Wait()
+	libClosed = true
 	return n.lib.Close()
 }
 

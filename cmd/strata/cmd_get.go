@@ -45,7 +45,7 @@ folder (and shared from there); --to copies it to another folder too.`,
 			return runGet(cmd, api, cid, name, to, asJSON)
 		},
 	}
-	addSettingFlags(cmd.Flags(), "api")
+	addSettingFlags(cmd.Flags(), "api", "api-token")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print progress and the result as JSON lines")
 	cmd.Flags().StringVar(&to, "to", "", "also copy the finished file into this folder")
 	cmd.Flags().StringVar(&name, "name", "", "file name to save as (default: the name holders use)")
@@ -239,7 +239,7 @@ func newDownloadsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	addSettingFlags(cmd.Flags(), "api")
+	addSettingFlags(cmd.Flags(), "api", "api-token")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cancel := &cobra.Command{
 		Use:   "cancel ID",
@@ -263,7 +263,7 @@ func newDownloadsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	addSettingFlags(cancel.Flags(), "api")
+	addSettingFlags(cancel.Flags(), "api", "api-token")
 	cmd.AddCommand(cancel)
 	return cmd
 }

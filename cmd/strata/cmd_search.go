@@ -100,7 +100,7 @@ With --json each hit is one JSON object per line. --get N downloads hit N
 			return nil
 		},
 	}
-	addSettingFlags(cmd.Flags(), "api")
+	addSettingFlags(cmd.Flags(), "api", "api-token")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per hit")
 	cmd.Flags().IntVar(&max, "max-results", 100, "stop after this many hits")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "stop after this long")

@@ -47,7 +47,7 @@ func newSharesCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	addSettingFlags(cmd.Flags(), "api")
+	addSettingFlags(cmd.Flags(), "api", "api-token")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
 }

@@ -55,7 +55,7 @@ index size; for a bootstrap server the supernodes it knows with their load.`,
 			return nil
 		},
 	}
-	addSettingFlags(cmd.Flags(), "api")
+	addSettingFlags(cmd.Flags(), "api", "api-token")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
 }

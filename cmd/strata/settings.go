@@ -199,6 +199,9 @@ func (c *config) values() []settingValue {
 			_ = d
 			val = c.Duration(n).String()
 		}
+		if n == "api-token" && c.String(n) != "" {
+			val = "(set, hidden)"
+		}
 		out = append(out, settingValue{Name: n, Value: val, Source: c.source(n), Env: envName(n)})
 	}
 	return out

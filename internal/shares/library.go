@@ -48,28 +48,31 @@ type Stats struct {
 	// Files is the number of files indexed; Entries the number of distinct
 	// (content ID, name) entries announced (copies of a file under one name
 	// count once); Bytes the total size of the files.
-	Files, Entries int
-	Bytes          uint64
+	Files   int    `json:"files"`
+	Entries int    `json:"entries"`
+	Bytes   uint64 `json:"bytes"`
 
 	// HashedFiles and HashedBytes count the hashing done since Open.
-	HashedFiles, HashedBytes int64
+	HashedFiles int64 `json:"hashed_files"`
+	HashedBytes int64 `json:"hashed_bytes"`
 
 	// Skipped counts, for the last scan, the files not shared and why.
-	Skipped SkipCounts
+	Skipped SkipCounts `json:"skipped"`
 
 	// CacheDiscards counts hash caches found corrupt or unreadable and
 	// rebuilt; CacheSaveErrors counts failed saves.
-	CacheDiscards, CacheSaveErrors int64
+	CacheDiscards   int64 `json:"cache_discards"`
+	CacheSaveErrors int64 `json:"cache_save_errors"`
 }
 
 // SkipCounts counts files a scan left out, by reason.
 type SkipCounts struct {
-	Partial     int // PartSuffix: downloads in progress
-	InvalidName int // names proto.ValidateEntry refuses
-	Symlink     int // symbolic links leading out of the share folder, broken, or to folders
-	Empty       int // zero-byte files
-	Special     int // devices, sockets, pipes
-	Unreadable  int // errors reading, or changed while being hashed
+	Partial     int `json:"partial"`      // PartSuffix: downloads in progress
+	InvalidName int `json:"invalid_name"` // names proto.ValidateEntry refuses
+	Symlink     int `json:"symlink"`      // symbolic links leading out of the share folder, broken, or to folders
+	Empty       int `json:"empty"`        // zero-byte files
+	Special     int `json:"special"`      // devices, sockets, pipes
+	Unreadable  int `json:"unreadable"`   // errors reading, or changed while being hashed
 }
 
 // Library is the set of files a leaf shares.
