@@ -168,9 +168,26 @@ func BenchmarkJoin(b *testing.B) {
 	defer sn.Close()
 	reg := bootstrap.NewClient(sn.TR, overlaytest.HelloFor(proto.RoleSupernode, sn.TR), nil)
 	defer reg.Close()
-	if _, err := reg.Register(ctx, []string{bsTr.Addr().String()}, []string{sn.TR.Addr().String()}, proto.Load{Capacity: 1000}); err != nil {
+	register := func() error {
+		_, err := reg.Register(ctx, []string{bsTr.Addr().String()}, []string{sn.TR.Addr().String()}, proto.Load{Capacity: 1000})
+		return err
+	}
+	if err := register(); err != nil {
 		b.Fatal(err)
 	}
+	// Heartbeat like a real supernode, or the bootstrap forgets it.
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = register()
+			}
+		}
+	}()
 	files := make([]proto.FileEntry, 1000)
 	for i := range files {
 		files[i] = fileEntry(i+1, fmt.Sprintf("Artist %d - Song number %d (remastered).mp3", i%97, i))
@@ -179,21 +196,23 @@ func BenchmarkJoin(b *testing.B) {
 	for i := range leafTrs {
 		leafTrs[i] = listen(b)
 	}
-	join := func(tr transport.Transport) time.Duration {
+	// join returns how long one join took; errors go to errc (workers must
+	// not call b.Fatal from their own goroutines).
+	join := func(tr transport.Transport) (time.Duration, error) {
 		start := time.Now()
 		c := bootstrap.NewClient(tr, overlaytest.HelloFor(proto.RoleLeaf, tr), nil)
 		reply, _, err := c.Join(ctx, []string{bsTr.Addr().String()}, proto.RoleLeaf)
 		c.Close()
 		if err != nil || len(reply.Supernodes) == 0 {
-			b.Fatalf("join: %v %+v", err, reply)
+			return 0, fmt.Errorf("join: %v %+v", err, reply)
 		}
 		leaf, err := overlaytest.Attach(ctx, tr, reply.Supernodes[0], files)
 		if err != nil {
-			b.Fatal(err)
+			return 0, err
 		}
 		took := time.Since(start)
 		leaf.Close()
-		return took
+		return took, nil
 	}
 	// settle waits (untimed) until the supernode has dropped every leaf, so
 	// one join's timing does not include the previous leaf's detach.
@@ -211,7 +230,11 @@ func BenchmarkJoin(b *testing.B) {
 		var lat []time.Duration
 		i := 0
 		for b.Loop() {
-			lat = append(lat, join(leafTrs[i%len(leafTrs)]))
+			took, err := join(leafTrs[i%len(leafTrs)])
+			if err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, took)
 			i++
 			b.StopTimer()
 			settle()
@@ -223,12 +246,18 @@ func BenchmarkJoin(b *testing.B) {
 	b.Run("impl=parallel", func(b *testing.B) {
 		var wg sync.WaitGroup
 		work := make(chan struct{})
+		errc := make(chan error, len(leafTrs))
 		for _, tr := range leafTrs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for range work {
-					join(tr)
+					if _, err := join(tr); err != nil {
+						errc <- err
+						for range work { // keep draining so the sender never blocks
+						}
+						return
+					}
 				}
 			}()
 		}
@@ -237,6 +266,11 @@ func BenchmarkJoin(b *testing.B) {
 		}
 		close(work)
 		wg.Wait()
+		select {
+		case err := <-errc:
+			b.Fatal(err)
+		default:
+		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "joins/s")
 	})
 }
