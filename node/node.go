@@ -332,7 +332,8 @@ func (n *Node) acceptLoop(ctx context.Context) {
 		n.goRun(func() {
 			s, err := session.Server(ctx, c, n.hello())
 			if err != nil {
-				n.log.Debug("hello failed", zap.Stringer("peer", c.RemotePeer()), zap.Error(err))
+				n.log.Info("refused a connection: hello failed", zap.Stringer("peer", c.RemotePeer()),
+					zap.Stringer("code", proto.CodeOf(err)), zap.Error(err))
 				return
 			}
 			_ = s.Serve(ctx, n.log, 0, n.handleStream)
