@@ -24,11 +24,13 @@
 //
 // # Pipeline
 //
-// Each source has one worker goroutine reading its streams into a few piece
-// buffers and one verifier goroutine hashing and writing them, so reading
-// never waits for the hash or the disk; the next range is asked for while
-// the last pieces of the current one arrive. At most pieceBuffers pieces and
-// two ranges are in flight per source: memory does not grow with the file.
+// Each source has one worker goroutine reading its streams into piece
+// buffers, one verifier goroutine hashing them, and two writers storing runs
+// of up to 16 verified pieces with one vectored write each, so reading never
+// waits for the hash or the disk and the disk sees few large writes; the
+// next range is asked for while the last pieces of the current one arrive.
+// At most 32 pieces (8 MiB, outside the Go heap on Linux) and two ranges are
+// in flight per source: memory does not grow with the file.
 //
 // # Trust
 //

@@ -105,17 +105,21 @@ func openStream(ctx context.Context, sess *session.Session, stall time.Duration)
 }
 
 // Per-source pipeline. The worker goroutine reads ranges off the stream
-// into a few piece buffers; a verifier goroutine hashes each piece and
-// hands the good ones to pieceWriters writer goroutines, which write the
-// piece if it is still missing and record it. Reading thus never waits for
-// hashing or the disk, several writes are in flight at once (a disk at queue
-// depth 1 was the bottleneck), and the next range is asked for while the
-// last pieces of the current one arrive, so the stream never idles between
-// ranges. Memory per source: pieceBuffers pieces.
+// into piece buffers; a verifier goroutine hashes each piece and hands runs
+// of consecutive good pieces to pieceWriters writer goroutines, which write
+// each run with one vectored write and record its pieces. Reading thus never
+// waits for hashing or the disk, the disk sees few large writes (on the
+// reference VM, 4 MiB writes instead of 256 KiB ones took the 1 GiB
+// download from ~320 to ~400 MB/s and cut its CPU by a sixth), and the next
+// range is asked for while the last pieces of the current one arrive, so
+// the stream never idles between ranges. Memory per source: pieceBuffers
+// pieces, outside the Go heap where direct I/O is used.
 const (
-	pieceBuffers  = 8 // pieces read ahead of verification and writing
-	pieceWriters  = 4 // concurrent piece writes
-	prefetchAfter = 8 // ask for the next range when this many pieces of the current one are left
+	pieceBuffers  = 32                     // pieces read ahead of verification and writing (8 MiB)
+	writeBatch    = 16                     // most pieces in one write (4 MiB)
+	batchHold     = 250 * time.Millisecond // longest a verified piece waits for the rest of its batch
+	pieceWriters  = 2                      // writes in flight
+	prefetchAfter = 8                      // ask for the next range when this many pieces of the current one are left
 )
 
 // pieceJob is one piece for the verifier; i < 0 marks the end of a's
@@ -130,8 +134,8 @@ type pieceJob struct {
 type verifier struct {
 	d       *download
 	h       *holder
-	jobs    chan pieceJob // from the reader
-	writes  chan pieceJob // verified pieces, to the writers
+	jobs    chan pieceJob   // from the reader
+	writes  chan []pieceJob // consecutive verified pieces, to the writers
 	free    chan *[]byte
 	stop    context.CancelFunc // ends the reader when a piece is bad or the disk fails
 	pending sync.WaitGroup     // writes handed out and not finished
@@ -145,7 +149,7 @@ type verifier struct {
 // newVerifier returns a verifier with its piece buffers; call release
 // once its goroutines and the reader are done with them.
 func newVerifier(d *download, h *holder, stop context.CancelFunc) (v *verifier, release func()) {
-	v = &verifier{d: d, h: h, jobs: make(chan pieceJob, pieceBuffers+2), writes: make(chan pieceJob, pieceBuffers),
+	v = &verifier{d: d, h: h, jobs: make(chan pieceJob, pieceBuffers+2), writes: make(chan []pieceJob, pieceBuffers),
 		free: make(chan *[]byte, pieceBuffers), stop: stop, done: make(chan struct{})}
 	bufs, release := allocPieces(pieceBuffers)
 	for i := range bufs {
@@ -180,7 +184,8 @@ func (v *verifier) error() error {
 }
 
 // run verifies pieces until the reader closes jobs, then waits for the
-// writers.
+// writers. Consecutive good pieces go to a writer together (up to
+// writeBatch), so the disk sees few large writes.
 func (v *verifier) run() {
 	defer close(v.done)
 	for range pieceWriters {
@@ -188,8 +193,35 @@ func (v *verifier) run() {
 		go v.writer()
 	}
 	d := v.d
-	for j := range v.jobs {
+	var batch []pieceJob
+	hold := time.NewTimer(batchHold)
+	defer hold.Stop()
+	flush := func() {
+		if len(batch) > 0 {
+			v.pending.Add(1)
+			v.writes <- batch
+			batch = nil
+		}
+	}
+	for {
+		var j pieceJob
+		var ok bool
+		if len(batch) == 0 {
+			j, ok = <-v.jobs
+		} else {
+			hold.Reset(batchHold)
+			select {
+			case j, ok = <-v.jobs:
+			case <-hold.C:
+				flush() // a slow source: do not keep its pieces off the disk
+				continue
+			}
+		}
+		if !ok {
+			break
+		}
 		if j.i < 0 {
+			flush()
 			v.pending.Wait() // its pieces are written before its claims go
 			d.mu.Lock()
 			d.pick.release(j.a)
@@ -207,60 +239,75 @@ func (v *verifier) run() {
 			v.free <- j.buf
 			continue
 		}
-		v.pending.Add(1)
-		v.writes <- j
+		if len(batch) > 0 && batch[len(batch)-1].i+1 != j.i {
+			flush()
+		}
+		batch = append(batch, j)
+		if len(batch) == writeBatch {
+			flush()
+		}
 	}
+	flush()
 	close(v.writes)
 	v.writers.Wait()
 }
 
-// writer writes verified pieces that are still missing and records them.
+// writer writes batches of verified pieces and records them. A piece that
+// another source delivered meanwhile is written again with the same bytes,
+// which is harmless.
 func (v *verifier) writer() {
 	defer v.writers.Done()
 	d := v.d
-	for j := range v.writes {
+	for batch := range v.writes {
 		if !v.failed.Load() {
-			n := pieceLen(d.size, j.i)
-			d.mu.Lock()
-			want := d.pick.wanted(j.i)
-			d.mu.Unlock()
-			if want {
-				if err := v.write((*j.buf)[:n], int64(j.i)*proto.PieceSize); err != nil {
-					v.fail(&fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)})
-				}
-			}
-			if !v.failed.Load() {
-				d.mu.Lock()
-				d.pick.done(j.a, j.i)
-				v.h.bytes += uint64(n)
-				complete := d.pick.complete()
-				d.notifyLocked()
-				d.mu.Unlock()
-				if complete {
-					d.signal()
-				}
+			if err := v.write(batch); err != nil {
+				v.fail(&fatalError{fmt.Errorf("writing %s: %w; free space in %s, then Get it again", d.partPath(), err, d.m.cfg.Dir)})
 			}
 		}
-		v.free <- j.buf
+		if !v.failed.Load() {
+			d.mu.Lock()
+			for _, j := range batch {
+				d.pick.done(j.a, j.i)
+				v.h.bytes += uint64(pieceLen(d.size, j.i))
+			}
+			complete := d.pick.complete()
+			d.notifyLocked()
+			d.mu.Unlock()
+			if complete {
+				d.signal()
+			}
+		}
+		for _, j := range batch {
+			v.free <- j.buf
+		}
 		v.pending.Done()
 	}
 }
 
-// write stores a verified piece: directly to disk when it can, else
-// through the page cache, starting its writeback at once.
-func (v *verifier) write(b []byte, off int64) error {
+// write stores consecutive verified pieces with one vectored write:
+// directly to disk when it can, else through the page cache, starting
+// their writeback at once.
+func (v *verifier) write(batch []pieceJob) error {
 	d := v.d
-	if d.direct != nil && len(b) == proto.PieceSize && !d.directOff.Load() {
-		_, err := d.direct.WriteAt(b, off)
+	off := int64(batch[0].i) * proto.PieceSize
+	iovs := make([][]byte, len(batch))
+	full := true
+	for k, j := range batch {
+		n := pieceLen(d.size, j.i)
+		iovs[k] = (*j.buf)[:n]
+		full = full && n == proto.PieceSize
+	}
+	if d.direct != nil && full && !d.directOff.Load() {
+		err := writeVec(d.direct, iovs, off)
 		if !errors.Is(err, syscall.EINVAL) {
 			return err
 		}
 		d.directOff.Store(true) // this file system wants other alignment: stop trying
 	}
-	if _, err := d.part.WriteAt(b, off); err != nil {
+	if err := writeVec(d.part, iovs, off); err != nil {
 		return err
 	}
-	startWriteback(d.part, off, int64(len(b)))
+	startWriteback(d.part, off, int64(len(batch))*proto.PieceSize)
 	return nil
 }
 

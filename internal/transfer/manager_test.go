@@ -310,7 +310,7 @@ func TestResumeAfterClose(t *testing.T) {
 	r := newRig(t)
 	c := newContent(32*proto.PieceSize, 19)
 	lib, _ := libDir(t, c, "x.bin")
-	h := r.holder(UploaderConfig{MaxRate: 8 << 20}, lib, nil)
+	h := r.holder(UploaderConfig{MaxRate: 4 << 20}, lib, nil) // 2 s for the file
 	r.setHits(h.hit(c, "a.bin"))
 	dir, state := dirs(t)
 	cfg, done := r.managerConfig(dir, state)
@@ -353,7 +353,7 @@ func TestResumeAfterCrash(t *testing.T) {
 	r := newRig(t)
 	c := newContent(32*proto.PieceSize, 20)
 	lib, _ := libDir(t, c, "x.bin")
-	h := r.holder(UploaderConfig{MaxRate: 8 << 20}, lib, nil)
+	h := r.holder(UploaderConfig{MaxRate: 4 << 20}, lib, nil) // 2 s for the file
 	r.setHits(h.hit(c, "a.bin"))
 	dir, state := dirs(t)
 	cfg, _ := r.managerConfig(dir, state)
@@ -610,7 +610,7 @@ func TestResumeAlreadyPresent(t *testing.T) {
 	r := newRig(t)
 	c := newContent(8*proto.PieceSize, 26)
 	lib, path := libDir(t, c, "x.bin")
-	h := r.holder(UploaderConfig{MaxRate: 4 << 20}, lib, nil)
+	h := r.holder(UploaderConfig{MaxRate: 1 << 20}, lib, nil) // 2 s for the file
 	r.setHits(h.hit(c, "a.bin"))
 	dir, state := dirs(t)
 	cfg, _ := r.managerConfig(dir, state)
@@ -622,6 +622,9 @@ func TestResumeAlreadyPresent(t *testing.T) {
 	st, _ := m1.Get(c.cid, "")
 	waitFor(t, 5*time.Second, "some progress", func() bool { s, _ := m1.Status(st.ID); return s.Done > 0 })
 	m1.Close()
+	if s, _ := m1.Status(st.ID); s.State == StateDone {
+		t.Fatal("download finished before Close; slow the holder down")
+	}
 
 	cfg.Have = func(cid proto.ContentID) (string, bool) { return path, cid == c.cid }
 	m2 := startManager(t, cfg)

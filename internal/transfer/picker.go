@@ -166,9 +166,6 @@ func (p *picker) eta(a *assignment, lo, hi int, now time.Time) float64 {
 	return float64(hi-lo) * proto.PieceSize / rate
 }
 
-// wanted reports whether piece i is still missing.
-func (p *picker) wanted(i int) bool { return !p.have[i] }
-
 // done records that piece i arrived, verified and written, through a. It
 // returns false when another source delivered it first.
 func (p *picker) done(a *assignment, i int) bool {
