@@ -23,4 +23,11 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "could not install ${need[*]}; the nginx-https figure will be missing" >&2
 fi
 
-$GO test -run '^$' -bench 'BenchmarkTransfer1GiB|BenchmarkMultiSource' -benchtime 1x -count "$COUNT" -timeout 30m ./internal/transfer
+# One test binary, run COUNT times: each round runs every implementation once,
+# so a busy spell on the machine hits all of them instead of one.
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+$GO test -c -o "$bin/transfer.test" ./internal/transfer
+for _ in $(seq "$COUNT"); do
+  "$bin/transfer.test" -test.run '^$' -test.bench 'BenchmarkTransfer1GiB|BenchmarkMultiSource' -test.benchtime 1x -test.timeout 30m
+done
