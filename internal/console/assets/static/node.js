@@ -25,7 +25,7 @@ function renderStatus(st) {
   text("uptime", fmtDuration(st.uptime_s));
   text("listen", [...(st.listen || []), st.api ? `API ${st.api}` : null].filter(Boolean).join(", "));
   const sh = st.shares || {};
-  text("sharing", `${plural(sh.Files ?? 0, "file")}, ${fmtBytes(sh.Bytes ?? 0)}`);
+  text("sharing", `${plural(sh.files ?? 0, "file")}, ${fmtBytes(sh.bytes ?? 0)}`);
   const up = st.uploads || {};
   const busy = (up.active || []).length;
   text("uploads", `${busy} of ${up.slots ?? 0} slots busy, ${up.queued ?? 0} queued, ${fmtBytes(up.bytes_total ?? 0)} sent` +
