@@ -155,29 +155,15 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	n.scanMu.Lock() // no rescan between the snapshot and registering for diffs
 	defer n.scanMu.Unlock()
 	files := n.lib.Files()
-	if err := st.Send(&proto.Attach{Files: uint32(len(files))}); err != nil {
-		return fail(err)
-	}
-	m, err := st.Recv()
+	reply, err := supernode.AttachAndUpload(st, files)
 	if err != nil {
 		return fail(err)
-	}
-	reply, ok := m.(*proto.AttachReply)
-	if !ok {
-		return fail(fmt.Errorf("supernode answered %s to Attach", m.Type()))
 	}
 	if !reply.Accepted {
 		_, _, _ = fail(nil)
 		return nil, reply.Redirect, fmt.Errorf("supernode %s refused: %s", sn.ID.Short(), reply.Reason)
 	}
 	_ = st.SetDeadline(time.Time{})
-	for len(files) > 0 {
-		k := min(len(files), proto.MaxShareBatch)
-		if err := st.Send(&proto.ShareAdd{Entries: files[:k]}); err != nil {
-			return fail(err)
-		}
-		files = files[k:]
-	}
 	sn.Addrs = supernode.Advertised(sn.Addrs, conn.RemoteAddr())
 	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	n.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/strata-p2p/strata/internal/overlaytest"
+	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transport/memnet"
 	"github.com/strata-p2p/strata/proto"
 	"github.com/strata-p2p/strata/supernode"
@@ -135,5 +136,54 @@ func TestFloodingLeafDoesNotSlowOthers(t *testing.T) {
 	}
 	if _, _, err := good.Search(ctx, string(long), time.Second, nil); proto.CodeOf(err) != proto.CodeBadRequest {
 		t.Errorf("300-byte query: %v, want bad request", err)
+	}
+}
+
+// TestPipelinedAttachRefusedKeepsRedirect: a leaf uploads its whole share
+// list before reading the AttachReply; a full supernode still answers with
+// its redirect, and indexes none of the refused leaf's files.
+func TestPipelinedAttachRefusedKeepsRedirect(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := memnet.NewNetwork(1)
+	a := newHost(t, ctx, n, 1, supernode.Config{MaxLeaves: 1, MeshDegree: 1})
+	b := newHost(t, ctx, n, 2, supernode.Config{MeshDegree: 1})
+	b.Link(a)
+	waitFor(t, 5*time.Second, "mesh link did not come up", func() bool { return a.HasNeighbour(pid(2)) })
+	newLeaf(t, ctx, n, 101, a, entry(1, "first leaf song.mp3"))
+
+	tr, err := n.Listen("", pid(102))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	c, err := tr.Dial(ctx, a.Info().Addrs[0], pid(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Client(ctx, c, overlaytest.HelloFor(proto.RoleLeaf, tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.CloseWithError(proto.CodeOK, "")
+	st, err := s.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := make([]proto.FileEntry, 3*proto.MaxShareBatch)
+	for i := range files {
+		files[i] = entry(1000+i, fmt.Sprintf("refused leaf song %d.mp3", i))
+	}
+	reply, err := supernode.AttachAndUpload(st, files)
+	if err != nil {
+		t.Fatalf("pipelined attach to a full supernode: %v", err)
+	}
+	if reply.Accepted || len(reply.Redirect) == 0 || reply.Redirect[0].ID != pid(2) {
+		t.Fatalf("reply %+v: want a refusal redirecting to supernode 2", reply)
+	}
+	var files1 uint32
+	a.RT.With(func(c *supernode.Core) { files1 = c.Load().IndexFiles })
+	if files1 != 1 {
+		t.Fatalf("full supernode indexes %d files, want only the first leaf's 1", files1)
 	}
 }

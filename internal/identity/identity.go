@@ -185,8 +185,8 @@ func (e *MismatchError) Error() string {
 	return fmt.Sprintf("peer is %s, not the expected %s", e.Got, e.Expected)
 }
 
-// PeerIDFromCerts checks that the chain is one self-signed Ed25519
-// certificate and returns the peer ID of its key.
+// PeerIDFromCerts parses a peer's raw certificate chain and returns its
+// peer ID (see PeerIDOfChain).
 func PeerIDFromCerts(raw [][]byte) (proto.PeerID, error) {
 	if len(raw) != 1 {
 		return proto.PeerID{}, fmt.Errorf("peer sent %d certificates, want exactly 1", len(raw))
@@ -195,12 +195,26 @@ func PeerIDFromCerts(raw [][]byte) (proto.PeerID, error) {
 	if err != nil {
 		return proto.PeerID{}, fmt.Errorf("peer certificate: %w", err)
 	}
-	pub, ok := cert.PublicKey.(ed25519.PublicKey)
-	if !ok {
-		return proto.PeerID{}, fmt.Errorf("peer certificate key is %T, want Ed25519", cert.PublicKey)
+	return PeerIDOfChain([]*x509.Certificate{cert})
+}
+
+// PeerIDOfChain checks that a TLS peer's chain is exactly one certificate
+// with an Ed25519 key and returns that key's peer ID.
+//
+// It does not check the certificate's self-signature, and need not: what
+// binds a connection to a peer ID is that the peer holds the key, and the
+// TLS 1.3 handshake proves that (CertificateVerify is the peer's signature
+// over the handshake transcript, certificate included, checked by crypto/tls
+// against this certificate's key; the handshake fails without it). A
+// self-signature only shows that somebody with the key once signed these
+// bytes; checking it cost one more Ed25519 verification per handshake side.
+func PeerIDOfChain(certs []*x509.Certificate) (proto.PeerID, error) {
+	if len(certs) != 1 {
+		return proto.PeerID{}, fmt.Errorf("peer sent %d certificates, want exactly 1", len(certs))
 	}
-	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
-		return proto.PeerID{}, fmt.Errorf("peer certificate is not signed by its own key: %w", err)
+	pub, ok := certs[0].PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return proto.PeerID{}, fmt.Errorf("peer certificate key is %T, want Ed25519", certs[0].PublicKey)
 	}
 	return PeerIDOf(pub), nil
 }
@@ -217,8 +231,9 @@ func (id *Identity) TLSConfig(expect proto.PeerID, onMismatch func(*MismatchErro
 		ClientAuth:         tls.RequireAnyClientCert,
 		InsecureSkipVerify: true, // verification is by peer ID, below
 		ServerName:         "strata",
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			got, err := PeerIDFromCerts(raw)
+		// crypto/tls has parsed the chain already; VerifyConnection reuses it.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			got, err := PeerIDOfChain(cs.PeerCertificates)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -125,22 +126,8 @@ func Attach(ctx context.Context, tr transport.Transport, sn proto.PeerInfo, file
 	if err != nil {
 		return fail(err)
 	}
-	if err := st.Send(&proto.Attach{Files: uint32(len(files))}); err != nil {
-		return fail(err)
-	}
-	m, err := st.Recv()
-	if err != nil {
-		return fail(err)
-	}
-	if r, ok := m.(*proto.AttachReply); !ok || !r.Accepted {
-		return fail(errors.New("attach refused"))
-	}
-	for len(files) > 0 {
-		k := min(len(files), proto.MaxShareBatch)
-		if err := st.Send(&proto.ShareAdd{Entries: files[:k]}); err != nil {
-			return fail(err)
-		}
-		files = files[k:]
+	if r, err := supernode.AttachAndUpload(st, files); err != nil || !r.Accepted {
+		return fail(fmt.Errorf("attach refused: %v %+v", err, r))
 	}
 	if err := st.Send(&proto.Ping{Nonce: 1}); err != nil {
 		return fail(err)

@@ -180,7 +180,7 @@ func (t *Transport) wrap(qc *quic.Conn) (*Conn, error) {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(proto.CodeRefused), "no certificate")
 		return nil, errors.New("peer presented no certificate")
 	}
-	pid, err := identity.PeerIDFromCerts([][]byte{st.PeerCertificates[0].Raw})
+	pid, err := identity.PeerIDOfChain(st.PeerCertificates)
 	if err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(proto.CodeRefused), "bad certificate")
 		return nil, err
