@@ -95,6 +95,11 @@ func TestAPITopologyAndMetrics(t *testing.T) {
 	if err := sn.SendTopology(ctx, b.addr, &proto.Topology{Neighbours: []proto.PeerID{pid(2)}, Leaves: []proto.PeerID{pid(7)}}); err != nil {
 		t.Fatal(err)
 	}
+	// A leaf may not register: refused, and counted as such.
+	leaf, _ := memClient(t, nw, 3, proto.RoleLeaf)
+	if _, err := leaf.Register(ctx, []string{b.addr}, nil, proto.Load{Capacity: 10}); err == nil {
+		t.Fatal("a leaf's Register was accepted")
+	}
 	h, err := b.srv.APIHandler(APIConfig{Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +136,10 @@ func TestAPITopologyAndMetrics(t *testing.T) {
 		"strata_bootstrap_index_files 50\n",
 		"strata_bootstrap_leaves_per_supernode 4\n",
 		"strata_bootstrap_pending_promotion 0\n",
+		`strata_bootstrap_requests_total{type="Register",outcome="ok"} 2` + "\n",
+		`strata_bootstrap_requests_total{type="Topology",outcome="ok"} 1` + "\n",
+		`strata_bootstrap_requests_total{type="Register",outcome="refused"} 1` + "\n",
+		`strata_bootstrap_requests_total{type="JoinRequest",outcome="ok"} 0` + "\n",
 		`strata_bootstrap_supernode_events_total{event="registered"} 2` + "\n",
 		`strata_bootstrap_supernode_events_total{event="expired"} 0` + "\n",
 		`strata_bootstrap_info{peer_id="` + pid(1000).String() + `"`,

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"github.com/strata-p2p/strata/internal/metrics"
+	"github.com/strata-p2p/strata/proto"
 )
 
 // serverMetrics is the bootstrap server's /metrics, read from Status and
@@ -14,6 +15,7 @@ type serverMetrics struct {
 	capacity, freeSlots, indexFiles, ratio      *metrics.Gauge
 	pendingPromotion                            *metrics.Gauge
 	supernodeEvents                             *metrics.Counter
+	requests                                    *metrics.Counter
 
 	lastEvent *TopologyEvent // the newest topology event already counted; scrapes are serialised
 }
@@ -33,6 +35,12 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.pendingPromotion = r.Gauge("strata_bootstrap_pending_promotion", "1 while a node told to become a supernode has not registered yet.")
 	m.supernodeEvents = r.Counter("strata_bootstrap_supernode_events_total",
 		"Supernodes that appeared (registered) or went (expired, missing their heartbeats), as the network map saw them.", "event")
+	m.requests = r.Counter("strata_bootstrap_requests_total",
+		"Requests the bootstrap server answered (outcome ok) or refused with an error, by message type: JoinRequest is a node joining, Register a supernode registering or heartbeating.", "type", "outcome")
+	for _, t := range []proto.MsgType{proto.TypeJoinRequest, proto.TypeRegister} {
+		m.requests.Add(0, t.String(), "ok")
+		m.requests.Add(0, t.String(), "refused")
+	}
 	m.supernodeEvents.Add(0, "registered")
 	m.supernodeEvents.Add(0, "expired")
 	r.OnCollect(m.collect)
@@ -43,6 +51,13 @@ func (m *serverMetrics) collect() {
 	st := m.s.Status()
 	m.info.Set(1, st.PeerID.String(), m.s.cfg.Agent)
 	m.connections.Set(float64(len(m.s.conns)))
+	m.s.reqs.each(func(t proto.MsgType, ok bool, n uint64) {
+		outcome := "refused"
+		if ok {
+			outcome = "ok"
+		}
+		m.requests.Set(float64(n), t.String(), outcome)
+	})
 	t := st.Totals
 	m.supernodes.Set(float64(t.Supernodes))
 	m.leaves.Set(float64(t.Leaves))

@@ -36,6 +36,8 @@ type Server struct {
 	reg  *Registry
 	topo *topology
 
+	reqs requestCounts
+
 	life   sync.Mutex // guards closed and wg.Add against Close
 	closed bool
 	base   context.Context
@@ -188,6 +190,7 @@ func (s *Server) serveConn(ctx context.Context, c transport.Conn) {
 // handle answers one request: one message in, one reply out.
 func (s *Server) handle(log *zap.Logger, sess *session.Session, st *session.Stream, first proto.Message) {
 	reply, err := s.answer(sess, first)
+	s.reqs.count(first.Type(), err == nil)
 	if err != nil {
 		log.Debug("request refused", zap.Stringer("type", first.Type()), zap.Error(err))
 		st.Fail(err)
@@ -262,4 +265,33 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	return nil
+}
+
+// requestCounts counts the requests a server answered and refused, by
+// message type. Only known types reach handle, so the map stays small.
+type requestCounts struct {
+	mu sync.Mutex
+	n  map[requestKey]uint64
+}
+
+type requestKey struct {
+	t  proto.MsgType
+	ok bool
+}
+
+func (r *requestCounts) count(t proto.MsgType, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[requestKey]uint64{}
+	}
+	r.n[requestKey{t, ok}]++
+}
+
+func (r *requestCounts) each(f func(t proto.MsgType, ok bool, n uint64)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, n := range r.n {
+		f(k.t, k.ok, n)
+	}
 }

@@ -317,6 +317,8 @@ func TestAPIOverANetwork(t *testing.T) {
 	for _, want := range []string{
 		`strata_role{role="supernode"} 1`,
 		`strata_role_changes_total{to="supernode"} 1`,
+		// the leaf's search with a hit and its download's cid: search (not the empty search)
+		`strata_supernode_first_answer_seconds_count 2`,
 		`strata_leaves 1`,
 		`strata_connections{peer="leaf"} 1`,
 		`strata_neighbours 0`,

@@ -14,7 +14,18 @@ import (
 var (
 	searchSecondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	searchHitsBuckets    = []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}
+	// A supernode answers from its own index in microseconds; hits from the
+	// mesh take round trips.
+	answerSecondsBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
+
+// observeFirstAnswer records a supernode's time to first answer in the
+// current API's metrics.
+func (n *Node) observeFirstAnswer(d time.Duration) {
+	if h := n.firstAnswer.Load(); h != nil {
+		h.Observe(d.Seconds())
+	}
+}
 
 // nodeMetrics is a node's /metrics: the searches run through the control
 // API are observed as they end; everything else is read from Status at
@@ -27,6 +38,7 @@ type nodeMetrics struct {
 	firstHitSeconds *metrics.Histogram
 	searchHits      *metrics.Histogram
 	searchErrors    *metrics.Counter
+	firstAnswer     *metrics.Histogram // observed by the supernode role (Node.observeFirstAnswer)
 
 	info, role, uptime                    *metrics.Gauge
 	connections                           *metrics.Gauge
@@ -62,6 +74,9 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		"Time from the start of a search through the control API to its first hit (searches with no hit are not observed).", searchSecondsBuckets)
 	m.searchHits = r.Histogram("strata_search_hits",
 		"Hits per search through the control API.", searchHitsBuckets)
+	m.firstAnswer = r.Histogram("strata_supernode_first_answer_seconds",
+		"Time from a leaf's query arriving at this supernode to the first hit sent back to it (queries with no hit are not observed).", answerSecondsBuckets)
+	n.firstAnswer.Store(m.firstAnswer)
 	m.searchErrors = r.Counter("strata_search_errors_total",
 		"Searches through the control API that failed, by HTTP status (400 bad query, 429 rate limited, 503 not attached or supernode unreachable).", "code")
 

@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/strata-p2p/strata/bootstrap"
 	"github.com/strata-p2p/strata/internal/identity"
+	"github.com/strata-p2p/strata/internal/metrics"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/internal/transfer"
@@ -129,6 +131,8 @@ type Node struct {
 	att      *attachment
 	observed string // our address as a bootstrap saw it
 	events   []Event
+
+	firstAnswer atomic.Pointer[metrics.Histogram] // the control API's, for the supernode role
 
 	wg sync.WaitGroup
 }
@@ -466,7 +470,8 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 	if att != nil {
 		att.close("becoming a supernode")
 	}
-	rt := supernode.NewRuntime(supernode.RuntimeConfig{Core: n.cfg.Supernode, Logger: n.log.Named("supernode")},
+	rt := supernode.NewRuntime(supernode.RuntimeConfig{Core: n.cfg.Supernode, Logger: n.log.Named("supernode"),
+		OnFirstHit: n.observeFirstAnswer},
 		n.tr, n.selfInfo(), n.hello)
 	n.scanMu.Lock()
 	rt.With(func(c *supernode.Core) { _, _ = c.AddShares(n.PeerID(), n.lib.Files()) })

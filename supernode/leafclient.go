@@ -7,6 +7,12 @@ import (
 	"github.com/strata-p2p/strata/proto"
 )
 
+// uploadBatch is how many entries a ShareAdd of the initial upload carries:
+// small enough that the supernode decodes and indexes one batch while the leaf
+// encodes the next, large enough that framing costs nothing (a frame may hold
+// up to proto.MaxShareBatch).
+const uploadBatch = 125
+
 // AttachAndUpload is the leaf's half of attaching on a fresh stream st: it
 // sends Attach and the whole share list in ShareAdd batches without waiting
 // for the answer, then reads the AttachReply. The supernode reads the stream
@@ -20,7 +26,7 @@ func AttachAndUpload(st *session.Stream, files []proto.FileEntry) (*proto.Attach
 	}
 	var sendErr error
 	for len(files) > 0 && sendErr == nil {
-		k := min(len(files), proto.MaxShareBatch)
+		k := min(len(files), uploadBatch)
 		sendErr = st.Send(&proto.ShareAdd{Entries: files[:k]})
 		files = files[k:]
 	}

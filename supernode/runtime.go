@@ -30,6 +30,10 @@ type RuntimeConfig struct {
 	TickEvery time.Duration
 	Logger    *zap.Logger
 	Now       func() time.Time
+	// OnFirstHit, when set, is called once for each leaf search that gets a
+	// hit, with the time from the query's arrival to its first hit sent
+	// back (the supernode's time to first answer, for metrics).
+	OnFirstHit func(time.Duration)
 }
 
 func (c RuntimeConfig) populate() RuntimeConfig {
@@ -241,8 +245,10 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	// A leaf session ends when its stream or connection does.
 	stop := context.AfterFunc(s.Context(), func() { st.CancelRead(proto.CodeOK) })
 	defer stop()
+	next := readAhead(st)
+	defer next.stop()
 	for {
-		msg, err := st.Recv()
+		msg, err := next.recv()
 		if err != nil {
 			if err != io.EOF && proto.CodeOf(err) != proto.CodeOK {
 				reason = err.Error()
@@ -288,6 +294,53 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	}
 }
 
+// readAhead decodes a leaf stream's next frames in its own goroutine while
+// the caller indexes the previous ones, so a share list is taken in at the
+// pace of the slower of decoding and indexing, not of both added up.
+type reader struct {
+	msgs chan received
+	done chan struct{}
+	exit chan struct{}
+	st   *session.Stream
+}
+
+type received struct {
+	m   proto.Message
+	err error
+}
+
+func readAhead(st *session.Stream) *reader {
+	r := &reader{msgs: make(chan received, 2), done: make(chan struct{}), exit: make(chan struct{}), st: st}
+	go func() {
+		defer close(r.exit)
+		for {
+			m, err := st.Recv()
+			select {
+			case r.msgs <- received{m, err}:
+			case <-r.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *reader) recv() (proto.Message, error) {
+	x := <-r.msgs
+	return x.m, x.err
+}
+
+// stop ends the read-ahead goroutine and waits for it; the stream's read side
+// is cancelled (the caller has finished with it).
+func (r *reader) stop() {
+	close(r.done)
+	r.st.CancelRead(proto.CodeOK)
+	<-r.exit
+}
+
 func (r *Runtime) detach(id proto.PeerID, why string) {
 	r.mu.Lock()
 	n := r.core.DetachLeaf(r.cfg.Now(), id)
@@ -296,6 +349,7 @@ func (r *Runtime) detach(id proto.PeerID, why string) {
 }
 
 func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Query) {
+	arrived := r.cfg.Now()
 	hits, err := r.Search(s.Context(), s.RemotePeer(), *q)
 	if err != nil {
 		st.Fail(err)
@@ -307,6 +361,7 @@ func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Q
 		close(stopped)
 	}()
 	defer func() { st.Finish(); <-stopped }()
+	answered := false
 	for {
 		select {
 		case batch, ok := <-hits:
@@ -316,6 +371,10 @@ func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Q
 			if err := st.Send(&proto.QueryHits{ID: q.ID, Hits: batch}); err != nil {
 				return
 			}
+			if !answered && r.cfg.OnFirstHit != nil {
+				r.cfg.OnFirstHit(r.cfg.Now().Sub(arrived))
+			}
+			answered = true
 		case <-stopped:
 			return
 		}
