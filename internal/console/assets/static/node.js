@@ -39,19 +39,66 @@ function renderStatus(st) {
     renderSupernode(sn, st.uptime_s);
   } else {
     lastQueries = null;
-    const a = st.attached;
-    const attached = $("attached");
-    if (a) {
-      attached.textContent = `${shortID(a.supernode.peer_id)} at ${(a.supernode.addrs || []).join(", ")}`;
-      attached.title = a.supernode.peer_id;
-      text("attached-since", fmtDuration(a.since_s));
-    } else {
-      attached.textContent = "not attached";
-      attached.removeAttribute("title");
-      text("attached-since", "—");
-    }
+    renderAttachments(st);
   }
   renderEvents(st.events || []);
+  renderPromotion(st.promotion);
+}
+
+// renderAttachments lists the supernodes a leaf is attached to (a leaf keeps
+// several; st.attached alone is the one searches go to first).
+function renderAttachments(st) {
+  const list = st.attachments || (st.attached ? [st.attached] : []);
+  const rows = list.map((a, i) =>
+    el("tr", { "data-peer": a.supernode.peer_id },
+      el("td", { class: "mono", title: a.supernode.peer_id }, shortID(a.supernode.peer_id), i === 0 ? " (searches)" : null),
+      el("td", { class: "mono" }, (a.supernode.addrs || []).join(", ")),
+      el("td", { class: "num" }, fmtDuration(a.since_s)),
+      el("td", { class: "num" }, a.rtt_ms ? `${a.rtt_ms.toFixed(2)} ms` : "—"),
+      el("td", {}, a.responsive === false ? "not answering" : (a.search_failures ? `${plural(a.search_failures, "failed search", "failed searches")}` : "ok"))));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 5, class: "muted", id: "attached" }, "not attached")));
+  $("attached-rows").replaceChildren(...rows);
+  const wanted = st.supernodes_wanted;
+  text("attached-note", wanted ? `keeps ${plural(wanted, "supernode")}` +
+    (st.host_cache !== undefined ? `; ${plural(st.host_cache, "supernode")} in the host cache` : "") : "");
+}
+
+// renderPromotion shows what the promotion engine measured and decided:
+// status.promotion.policy holds the smoothed capacity, the score, the
+// hold-down and the recent decisions (oldest first) with their gates.
+function renderPromotion(pr) {
+  $("promo-none").hidden = !!pr;
+  $("promo").hidden = !pr;
+  if (!pr) return;
+  const pol = pr.policy || {};
+  const c = pol.capacity || {};
+  const ns = (v) => (v || 0) / 1e9;
+  text("promo-capacity", pol.measured ?
+    `up ${fmtRate(c.up_bps || 0)}, down ${fmtRate(c.down_bps || 0)}, ${(c.cores || 0).toFixed(1)} cores, ` +
+    `${Math.round(c.index_ops_per_sec || 0).toLocaleString()} index lookups/s, ${fmtBytes(c.mem_bytes || 0)} free, ` +
+    `up ${fmtDuration(ns(c.uptime_ns))}` : "not measured yet");
+  text("promo-reach", String(pr.reachable || c.reachable || "unknown") + (pr.bootstrap ? ` (dial-back by ${pr.bootstrap})` : ""));
+  text("promo-score", pol.measured ? `${(pol.score || 0).toFixed(1)} leaves` : "—");
+  const d = pr.demand || {};
+  text("promo-demand", d.supernodes ? `${plural(d.supernodes, "supernode")} for ${plural(d.leaves || 0, "leaf", "leaves")}, ` +
+    `the bootstrap wants ${d.need}; asks this node: ${d.ask || "nothing"}` : "no word from a bootstrap server yet");
+  const hold = pol.hold_until ? new Date(pol.hold_until) : null;
+  text("promo-hold", hold && hold > new Date() ? `no role change before ${fmtTime(pol.hold_until)}` :
+    `${plural(pol.changes || 0, "role change")}; free to change`);
+  const decisions = [...(pol.decisions || [])].reverse();
+  const last = decisions[0];
+  $("promo-gates").replaceChildren(...((last && last.gates) || []).map((g) =>
+    el("li", { class: g.ok ? "ok" : "fail" }, `${g.ok ? "✓" : "✗"} ${g.name}: ${g.have} (needs ${g.want})`)));
+  $("decision-rows").replaceChildren(...decisions.map((r) =>
+    el("tr", {},
+      el("td", {}, el("time", { datetime: r.at }, fmtTime(r.at)), r.repeats > 1 ? ` ×${r.repeats}` : null),
+      el("td", {}, String(r.role)),
+      el("td", {}, String(r.want)),
+      el("td", {}, String(r.action) + (r.blocked ? ` (waits: ${r.blocked})` : "")),
+      el("td", {}, r.reason || ""))));
+  if (!decisions.length) {
+    $("decision-rows").append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "no decisions yet")));
+  }
 }
 
 function renderSupernode(sn, uptime) {
@@ -72,8 +119,7 @@ function renderSupernode(sn, uptime) {
   }
   lastQueries = { uptime, total };
   text("sn-hits", String(s.hits_sent || 0));
-  // Relaying does not exist yet: the API has no counter, so this stays 0.
-  text("sn-relayed", fmtBytes(0));
+  text("sn-relayed", fmtBytes((sn.relay && sn.relay.bytes_total) || 0));
   const drops = Object.values(s.drops || {}).reduce((a, b) => a + b, 0) + (sn.queue_drops || 0);
   text("sn-drops", String(drops));
   $("leaf-rows").replaceChildren(...leaves.map((l) =>
@@ -86,9 +132,8 @@ function renderSupernode(sn, uptime) {
   }
 }
 
-// Role decisions: promotion measurements and decisions are not in the API
-// yet, so this panel shows the role changes found among status.events
-// (e.g. "became a supernode: ..."). Replace when the API has them.
+// Role changes among status.events ("became a supernode: ...", "stepped
+// down: ..."), beside the engine's decisions.
 const roleEvent = /became|promot|demot|\brole\b/i;
 
 function renderEvents(events) {
