@@ -320,6 +320,22 @@ func (r *Registry) Expire(now time.Time) []proto.PeerID {
 	return dropped
 }
 
+// Remove forgets the supernode id at once (it said it is a leaf again) and
+// reports whether it was registered.
+func (r *Registry) Remove(id proto.PeerID) bool {
+	e, ok := r.byID[id]
+	if !ok {
+		return false
+	}
+	delete(r.byID, id)
+	i := slices.Index(r.entries, e)
+	last := len(r.entries) - 1
+	r.entries[i] = r.entries[last]
+	r.entries[last] = nil
+	r.entries = r.entries[:last]
+	return true
+}
+
 // Len is the number of supernodes held, including any that have missed
 // their heartbeats but not yet been expired.
 func (r *Registry) Len() int { return len(r.entries) }
@@ -333,6 +349,8 @@ type Status struct {
 	// PendingPromotion is the auto node last told to become a supernode,
 	// while that promotion is pending.
 	PendingPromotion *proto.PeerID `json:"pending_promotion,omitempty"`
+	// Promotion is the promotion planner's view (the server fills it in).
+	Promotion *PromotionStatus `json:"promotion,omitempty"`
 }
 
 // SupernodeStatus is one registered supernode.

@@ -151,6 +151,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// WithDefaults returns c with every unset field taken from DefaultConfig,
+// as NewPolicy and NewPlanner see it (for status and logs).
+func (c Config) WithDefaults() Config { return c.populate() }
+
 // populate fills unset fields from DefaultConfig and turns the "negative
 // means none" settings into zero.
 func (c Config) populate() Config {

@@ -36,6 +36,9 @@ type Supernode struct {
 	// down: a supernode that under-reports only hurts itself; one that
 	// over-reports can at worst keep its own role.
 	Leaves int `json:"leaves"`
+	// Pinned: the node runs with --role supernode and never steps down
+	// when asked, so it is not asked.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // Candidate is a node that could step up: an auto-role leaf.
@@ -379,7 +382,7 @@ func (p *Planner) pickDown(now time.Time, sns []Supernode, k int) []Ranked {
 	var ss []sn
 	for _, s := range sns {
 		t := p.nodes[s.ID]
-		if t == nil || now.Sub(t.since) < p.cfg.MinInterval {
+		if t == nil || s.Pinned || now.Sub(t.since) < p.cfg.MinInterval {
 			continue
 		}
 		idle := !t.idleSince.IsZero() && now.Sub(t.idleSince) >= p.cfg.IdleAfter
