@@ -88,7 +88,7 @@ func New(cfg Config, id proto.PeerID) (*Server, error) {
 			Role:       proto.RoleBootstrap,
 			Agent:      cfg.Agent,
 		},
-		conns:  make(chan struct{}, cfg.MaxConns),
+		conns:     make(chan struct{}, cfg.MaxConns),
 		reg:       reg,
 		topo:      newTopology(),
 		nodes:     map[proto.PeerID]*tracked{},
