@@ -22,9 +22,10 @@ import (
 // Demote hands the leaves off to other supernodes, then makes the node a
 // leaf again (stepDown). Pinned roles are measured and shown, never changed.
 
-// probeBytes is the bandwidth probe asked for each way: big enough to get
-// past the upload cap's burst, so the cap shows.
-const probeBytes = 256 << 10
+// probeBytes is the bandwidth probe asked for each way. The server times
+// the second half of it, past the upload cap's burst (64 KB), so the cap
+// shows.
+const probeBytes = 128 << 10
 
 // Bounds on the check-in interval a bootstrap server may ask for.
 const (
@@ -66,7 +67,8 @@ type promoter struct {
 	lastAt    time.Time
 	lastErr   string
 	every     time.Duration
-	measured  bool
+	measured  bool // observed at least once
+	rated     bool // and with upload and download rates
 }
 
 // initPromotion makes the node's measurer and policy; Run calls it.
@@ -77,8 +79,14 @@ func (n *Node) initPromotion() error {
 	}
 	p := &promoter{meter: meter, history: promotion.LoadHistory(n.cfg.StateDir, time.Now(), n.log.Named("promotion")),
 		every: time.Second}
+	// A pinned node is measured for status, but does not cost a bootstrap
+	// server probes.
+	var probe promotion.Prober
+	if n.cfg.Role == RoleAuto {
+		probe = n.probe
+	}
 	p.measurer, err = promotion.NewMeasurer(promotion.MeasureConfig{
-		Meter: meter, Probe: n.probe, ProbeEvery: n.cfg.ProbeEvery, History: p.history,
+		Meter: meter, Probe: probe, ProbeEvery: n.cfg.ProbeEvery, History: p.history,
 		Reachability: func() proto.Reachability { p.mu.Lock(); defer p.mu.Unlock(); return p.reach },
 		BenchFiles:   n.cfg.BenchFiles, Logger: n.log.Named("promotion"),
 	})
@@ -114,7 +122,10 @@ func (n *Node) probe(ctx context.Context) (up, down float64, err error) {
 	return n.bootstrapClient().Probe(ctx, addr, probeBytes, n.up.Pace)
 }
 
-// promotionLoop runs the promotion engine until ctx ends.
+// promotionLoop runs the promotion engine until ctx ends: check-ins and
+// decisions every check-in interval, and the measurements in a goroutine of
+// their own (a probe or the index benchmark takes seconds, and must not
+// delay the check-ins that keep the node known to the planner).
 func (n *Node) promotionLoop(ctx context.Context) {
 	p := n.prom
 	defer func() {
@@ -123,6 +134,9 @@ func (n *Node) promotionLoop(ctx context.Context) {
 			n.log.Warn("cannot save the session history", zap.Error(err))
 		}
 	}()
+	checkedIn := make(chan struct{})
+	var once sync.Once
+	n.goRun(func() { n.measureLoop(ctx, checkedIn) })
 	meterTick := time.NewTicker(time.Second)
 	defer meterTick.Stop()
 	var lastUp, lastDown uint64
@@ -143,11 +157,10 @@ func (n *Node) promotionLoop(ctx context.Context) {
 	}
 	feed()
 	for ctx.Err() == nil {
-		n.promotionStep(ctx)
-		p.mu.Lock()
-		every := p.every
-		p.mu.Unlock()
-		next := time.NewTimer(every)
+		if n.promotionStep(ctx) || len(n.cfg.Bootstraps) == 0 {
+			once.Do(func() { close(checkedIn) })
+		}
+		next := time.NewTimer(p.interval())
 	wait:
 		for {
 			select {
@@ -163,20 +176,54 @@ func (n *Node) promotionLoop(ctx context.Context) {
 	}
 }
 
-// promotionStep is one round: check in, measure, decide, act.
-func (n *Node) promotionStep(ctx context.Context) {
+func (p *promoter) interval() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.every
+}
+
+// measureLoop measures the node every check-in interval, from the first
+// check-in on (a bootstrap server answers probes only for nodes it knows).
+func (n *Node) measureLoop(ctx context.Context, checkedIn <-chan struct{}) {
+	p := n.prom
+	select {
+	case <-ctx.Done():
+		return
+	case <-checkedIn:
+	}
+	for {
+		c, err := p.measurer.Measure(ctx)
+		if err != nil {
+			return // ctx ended
+		}
+		p.mu.Lock()
+		p.policy.Observe(time.Now(), c)
+		p.measured = true
+		p.rated = p.rated || c.UpBps > 0 && c.DownBps > 0
+		p.mu.Unlock()
+		sleepCtx(ctx, p.interval())
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// promotionStep is one round: check in, decide, act. It reports whether a
+// bootstrap server answered.
+func (n *Node) promotionStep(ctx context.Context) bool {
 	p := n.prom
 	auto := n.cfg.Role == RoleAuto
 	now := time.Now()
 	p.mu.Lock()
 	role := p.policy.Role()
-	// A leaf not yet measured, or not yet told whether it is reachable,
-	// does not know whether it would decline, and does not say so (a
-	// refusal keeps the planner away for a while). A pinned node always
-	// declines.
-	declining := !auto || p.measured && p.reach != proto.ReachUnknown && p.policy.Declining(now)
+	// A leaf not yet measured (its rates included), or not yet told whether
+	// it is reachable, does not know whether it would decline, and does not
+	// say so: a refusal keeps the planner away for a while, and the planner
+	// asks only nodes it has probed itself. A pinned node always declines.
+	declining := !auto || p.rated && p.reach != proto.ReachUnknown && p.policy.Declining(now)
 	p.mu.Unlock()
 
+	answered := false
 	if len(n.cfg.Bootstraps) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, bootstrap.AttemptTimeout)
 		reply, addr, err := n.bootstrapClient().CheckIn(cctx, n.cfg.Bootstraps, &proto.CheckIn{Role: role, Auto: auto, Declining: declining})
@@ -188,6 +235,7 @@ func (n *Node) promotionStep(ctx context.Context) {
 			}
 			p.lastErr = err.Error()
 		} else {
+			answered = true
 			p.lastErr, p.bootstrap, p.lastAt = "", addr, time.Now()
 			p.reach = reply.Reachable
 			p.demand = promotion.Demand{Ask: promotion.Ask(reply.Ask), AcceptYoung: reply.AcceptYoung,
@@ -198,20 +246,16 @@ func (n *Node) promotionStep(ctx context.Context) {
 		}
 		p.mu.Unlock()
 	}
-
-	c, err := p.measurer.Measure(ctx)
-	if err != nil {
-		return // ctx ended
+	if !auto {
+		return answered
 	}
 	now = time.Now()
 	p.mu.Lock()
-	p.policy.Observe(now, c)
-	p.measured = true
-	if !auto {
+	if !p.measured {
 		p.mu.Unlock()
-		return
+		return answered
 	}
-	// The role can change by other means (a pinned start, a failed step).
+	// The role can change by other means (a failed step, a pinned start).
 	if actual := n.Role(); actual != p.policy.Role() {
 		p.policy.SetRole(now, actual, "the node's role is "+actual.String())
 	}
@@ -224,6 +268,7 @@ func (n *Node) promotionStep(ctx context.Context) {
 	case promotion.Demote:
 		n.stepDown(ctx, dec.Reason)
 	}
+	return answered
 }
 
 // stepDown makes a supernode a leaf again without losing a leaf's
