@@ -41,6 +41,7 @@ type tracked struct {
 	last      time.Time // last check-in
 	reach     proto.Reachability
 	reachAt   time.Time // when the last dial-back ended
+	fails     int       // dial-backs failed in a row
 	dialing   bool
 	up, down  float64 // the last probe's rates, bytes per second
 	probedAt  time.Time
@@ -138,10 +139,7 @@ func (s *Server) startDialBack(id proto.PeerID, t *tracked) {
 		reach := s.dialBack(ctx, tr, id, addrs)
 		s.mu.Lock()
 		if t := s.nodes[id]; t != nil {
-			if t.reach != reach {
-				s.log.Info("dial-back", zap.Stringer("peer", id), zap.Strings("addrs", addrs), zap.Stringer("reachable", reach))
-			}
-			t.reach, t.reachAt, t.dialing = reach, s.cfg.Now(), false
+			s.noteDialBack(id, t, reach)
 		}
 		s.mu.Unlock()
 	}) {
@@ -149,6 +147,36 @@ func (s *Server) startDialBack(id proto.PeerID, t *tracked) {
 		t.dialing = false
 	}
 }
+
+// noteDialBack records a dial-back's result, with hysteresis: a reachable
+// node becomes unreachable only after dialBackFailures failures in a row
+// (one lost handshake on a busy host proves little), and a failure is
+// retried at the next check-in. Called under s.mu.
+func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachability) {
+	t.dialing = false
+	if reach == proto.ReachUnknown { // the server is closing
+		return
+	}
+	now := s.cfg.Now()
+	t.reachAt = now
+	if reach == proto.ReachUnreachable {
+		t.fails++
+		if t.reach == proto.ReachPublic && t.fails < dialBackFailures {
+			t.reachAt = time.Time{} // again at the next check-in
+			return
+		}
+	} else {
+		t.fails = 0
+	}
+	if t.reach != reach {
+		s.log.Info("dial-back", zap.Stringer("peer", id), zap.Strings("addrs", t.addrs), zap.Stringer("reachable", reach))
+	}
+	t.reach = reach
+}
+
+// dialBackFailures is how many dial-backs in a row must fail before a
+// reachable node counts as unreachable.
+const dialBackFailures = 3
 
 // dialBack reports whether a fresh connection to one of addrs reaches the
 // node id: a QUIC handshake proving the peer ID, then the session hello.
@@ -172,16 +200,26 @@ func (s *Server) dialBack(ctx context.Context, tr transport.Transport, id proto.
 	return proto.ReachUnreachable
 }
 
-// forgetNodes drops the nodes that stopped checking in. Called under s.mu.
+// forgetNodes drops the nodes that stopped checking in long ago (their
+// measurements with them). Called under s.mu.
 func (s *Server) forgetNodes(now time.Time) {
 	for id, t := range s.nodes {
-		if now.Sub(t.last) > s.checkInExpiry() {
+		if now.Sub(t.last) > s.cfg.CheckIn*forgetAfter {
 			delete(s.nodes, id)
 		}
 	}
 }
 
-func (s *Server) checkInExpiry() time.Duration { return s.cfg.CheckIn * 7 / 2 }
+// A node is counted (as a leaf, a candidate) while it has checked in
+// within 3.5 check-in intervals; what the server measured of it is kept for
+// forgetAfter intervals, so a node that was slow to check in for a while
+// is not probed and dialled back again.
+const forgetAfter = 30
+
+// counted reports whether t checked in recently enough to count.
+func (s *Server) counted(now time.Time, t *tracked) bool {
+	return now.Sub(t.last) <= s.cfg.CheckIn*7/2
+}
 
 // replan runs the planner over what the server knows. Called under s.mu.
 func (s *Server) replan(now time.Time) {
@@ -200,7 +238,7 @@ func (s *Server) replan(now time.Time) {
 		n.Supernodes = append(n.Supernodes, sn)
 	}
 	for id, t := range s.nodes {
-		if registered[id] || t.role == proto.RoleSupernode {
+		if registered[id] || t.role == proto.RoleSupernode || !s.counted(now, t) {
 			continue
 		}
 		n.Leaves++

@@ -230,6 +230,9 @@ func (p *Planner) Plan(now time.Time, n Network) Plan {
 		pl.Reason = "more supernodes than needed"
 	default:
 		pl.Reason = "supernode count within the band"
+		if sw := p.pickSwap(now, n.Candidates, serving); len(sw) > 0 {
+			pl.StepUp, pl.Reason = sw, "a candidate much stronger than the weakest supernode"
+		}
 	}
 	p.settle(now, &pl)
 	if len(pl.StepUp) > 0 || len(pl.StepDown) > 0 {
@@ -363,6 +366,28 @@ func (p *Planner) pickUp(now time.Time, cands []Candidate, k int) []Ranked {
 		out = append(out, c.Ranked)
 	}
 	return out
+}
+
+// pickSwap returns the best candidate when its score is more than
+// Config.SwapFactor times the weakest supernode's that could step down
+// (young candidates only against young supernodes); else nothing.
+func (p *Planner) pickSwap(now time.Time, cands []Candidate, serving []Supernode) []Ranked {
+	if p.cfg.SwapFactor <= 0 || len(serving) == 0 {
+		return nil
+	}
+	weak := p.pickDown(now, serving, 1)
+	best := p.pickUp(now, cands, 1)
+	if len(weak) == 0 || len(best) == 0 || !(best[0].Score > p.cfg.SwapFactor*weak[0].Score) {
+		return nil
+	}
+	if best[0].Young {
+		for _, s := range serving {
+			if s.ID == weak[0].ID && s.Measured.Seen >= p.cfg.MinUptime {
+				return nil
+			}
+		}
+	}
+	return best
 }
 
 // pickDown chooses k supernodes to ask to step down, among those that have

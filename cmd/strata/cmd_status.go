@@ -80,6 +80,7 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 		fmt.Fprintf(tw, "supernode\tnone yet (joining)\n")
 	}
 	_ = tw.Flush()
+	printPromotion(w, st)
 	if s := st.Supernode; s != nil {
 		fmt.Fprintf(w, "\nsupernode role: %d/%d leaves, %d neighbours, %d files indexed (%s), %d queries remembered\n",
 			len(s.Leaves), s.Capacity, len(s.Neighbours), s.IndexFiles, humanBytes(uint64(s.IndexBytes)), s.Routes)
@@ -100,6 +101,52 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// printPromotion shows the promotion engine: the measurements, the demand,
+// the recent decisions with their reasons.
+func printPromotion(w io.Writer, st *node.Status) {
+	p := st.Promotion
+	if p == nil {
+		return
+	}
+	c := p.Policy.Capacity
+	fmt.Fprintf(w, "\npromotion: %s, score %.0f, %d role changes", p.Reachable, p.Policy.Score, p.Policy.Changes)
+	if !p.Policy.HoldUntil.IsZero() && time.Now().Before(p.Policy.HoldUntil) {
+		fmt.Fprintf(w, ", no change before %s", p.Policy.HoldUntil.Format(time.TimeOnly))
+	}
+	fmt.Fprintln(w)
+	if p.Policy.Measured {
+		fmt.Fprintf(w, "measured: up %s/s, down %s/s, %.3g cores, %s memory, load %.2f per CPU, %.0f index lookups/s, uptime %s\n",
+			humanBytes(uint64(c.UpBps)), humanBytes(uint64(c.DownBps)), c.Cores, humanBytes(c.MemBytes), c.Load1,
+			c.IndexOpsPerSec, c.Uptime.Round(time.Second))
+	}
+	d := p.Demand
+	fmt.Fprintf(w, "demand: %s (bootstrap %s: %d supernodes for %d leaves, %d wanted)\n", d.Ask, p.Bootstrap, d.Supernodes, d.Leaves, d.Need)
+	if p.CheckInError != "" {
+		fmt.Fprintf(w, "check-in failing: %s\n", p.CheckInError)
+	}
+	decs := p.Policy.Decisions
+	if len(decs) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nDECIDED\tROLE\tWANT\tDID\tREASON\tTIMES\tFAILED GATES")
+	for _, r := range decs[max(0, len(decs)-10):] {
+		var failed []string
+		for _, g := range r.Gates {
+			if !g.OK {
+				failed = append(failed, g.Name+" "+g.Have+" (want "+g.Want+")")
+			}
+		}
+		reason := r.Reason
+		if r.Blocked != "" {
+			reason += " [waiting: " + r.Blocked + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.At.Format(time.TimeOnly), r.Role, r.Want, r.Action, reason,
+			r.Repeats, strings.Join(failed, "; "))
+	}
+	_ = tw.Flush()
 }
 
 func printBootstrapStatus(w io.Writer, body []byte) error {
