@@ -309,7 +309,7 @@ func (s *Server) serveProbe(sess *session.Session, st *session.Stream, m *proto.
 	st.Finish()
 	s.mu.Lock()
 	if t := s.nodes[id]; t != nil {
-		t.up, t.down, t.probedAt = up, down, s.cfg.Now()
+		t.up, t.down, t.probedAt = blendRate(t.up, up), blendRate(t.down, down), s.cfg.Now()
 	}
 	s.mu.Unlock()
 	s.log.Debug("bandwidth probe", zap.Stringer("peer", id), zap.Int64("bytes", grant.Bytes),
@@ -354,6 +354,17 @@ func probeServe(st *session.Stream, n int64) (up, down float64, err error) {
 		return 0, 0, proto.Errorf(proto.CodeProtocol, "probe: expected ProbeDone, got %s", msg.Type())
 	}
 	return up, rate(n, time.Since(start)), nil
+}
+
+// blendRate folds a probe's rate into the last: a higher one replaces it
+// (a link cannot carry more than it can, so the best evidence wins), a
+// lower one pulls it halfway down (a probe on a busy host comes out low;
+// a rate that really fell shows after a few probes).
+func blendRate(old, sample float64) float64 {
+	if sample >= old {
+		return sample
+	}
+	return (old + sample) / 2
 }
 
 func rate(n int64, d time.Duration) float64 {

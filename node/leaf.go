@@ -187,6 +187,12 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		move: make(chan []proto.PeerInfo, 1)}
 	n.mu.Lock()
+	if n.role != proto.RoleLeaf { // promoted while attaching: give the slot back
+		n.mu.Unlock()
+		_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = st.Send(&proto.Goodbye{Reason: "became a supernode"})
+		return fail(errors.New("became a supernode while attaching"))
+	}
 	n.att = att
 	n.mu.Unlock()
 	n.note(fmt.Sprintf("attached to supernode %s at %v", sn.ID.Short(), sn.Addrs))

@@ -27,10 +27,12 @@ import (
 // shows.
 const probeBytes = 128 << 10
 
-// Bounds on the check-in interval a bootstrap server may ask for.
+// Bounds on the check-in interval a bootstrap server may ask for, and the
+// interval while a role change is asked for.
 const (
-	minCheckIn = 100 * time.Millisecond
-	maxCheckIn = 10 * time.Minute
+	minCheckIn  = 100 * time.Millisecond
+	maxCheckIn  = 10 * time.Minute
+	fastCheckIn = time.Second
 )
 
 // handOffWait bounds how long a supernode stepping down waits for its
@@ -176,9 +178,17 @@ func (n *Node) promotionLoop(ctx context.Context) {
 	}
 }
 
+// interval is the time to the next check-in: the bootstrap server's
+// interval, or at most fastCheckIn while the node is asked to change role
+// or not yet measured, so a network that just started gets its supernodes
+// within seconds (the hold-down, not the check-in interval, is what keeps
+// roles from flapping).
 func (p *promoter) interval() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.demand.Ask != promotion.AskNone || !p.rated {
+		return min(p.every, fastCheckIn)
+	}
 	return p.every
 }
 

