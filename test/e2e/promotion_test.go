@@ -94,6 +94,7 @@ func TestPromotion(t *testing.T) {
 		byID[p.ready.PeerID] = s.name
 	}
 	strong := []string{"strong1", "strong2", "strong3", "strong4"}
+	began := time.Now()
 
 	// Settling: exactly the four strong nodes are supernodes, every other
 	// node is attached as a leaf, and the plan asks nothing.
@@ -153,7 +154,7 @@ func TestPromotion(t *testing.T) {
 	var st bootstrap.Status
 	bs.getJSON("/v1/status", &st)
 	leaves, sns := st.Promotion.Plan.Leaves, st.Promotion.Plan.Supernodes
-	t.Logf("settled: %d supernodes for %d leaves (target 3 per supernode)", sns, leaves)
+	t.Logf("settled after %v: %d supernodes for %d leaves (target 3 per supernode)", time.Since(began).Round(time.Second), sns, leaves)
 	if sns == 0 || float64(leaves)/float64(sns) > 3 {
 		t.Errorf("%d leaves for %d supernodes: over the target of 3 per supernode", leaves, sns)
 	}
@@ -205,6 +206,7 @@ func TestPromotion(t *testing.T) {
 		}
 		return true
 	})
+	t.Logf("a fifth supernode after %v", time.Since(began).Round(time.Second))
 	// The searcher is an extra leaf attached to weak1.
 	var searcher *proc
 	for _, p := range pinned {
@@ -271,7 +273,8 @@ func TestPromotion(t *testing.T) {
 	})
 	close(stop)
 	wg.Wait()
-	t.Logf("%d searches during the hand-off, %d failed", searches, len(failures))
+	t.Logf("weak1 stepped down, its leaf moved, after %v; %d searches during the hand-off, %d failed",
+		time.Since(began).Round(time.Second), searches, len(failures))
 	if len(failures) > 0 {
 		t.Errorf("searches failed during the hand-off:\n%s", strings.Join(failures, "\n"))
 	}
