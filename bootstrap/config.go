@@ -36,10 +36,6 @@ type Config struct {
 	// counts one "pending attach" against its free slots, so that a burst of
 	// joins between two of its heartbeats spreads over several supernodes.
 	AttachHold time.Duration
-	// PromotionHold is how long a promotion (JoinReply.Become = supernode)
-	// handed to an auto-role node stays pending. While it is pending no other
-	// auto node is promoted; it ends early when the promoted node registers.
-	PromotionHold time.Duration
 	// MaxSupernodes caps the registry; registrations of new supernodes beyond
 	// it are refused with proto.CodeFull.
 	MaxSupernodes int
@@ -100,7 +96,6 @@ func DefaultConfig() Config {
 		MeshPeers:          8,
 		JoinReplySize:      5,
 		AttachHold:         2 * time.Second,
-		PromotionHold:      5 * time.Second,
 		MaxSupernodes:      10_000,
 		MaxConns:           20_000,
 		MaxRequestsPerConn: 4,
@@ -129,7 +124,6 @@ func (c Config) populate() Config {
 	setDur(&c.Heartbeat, d.Heartbeat)
 	setDur(&c.Expiry, d.Expiry)
 	setDur(&c.AttachHold, d.AttachHold)
-	setDur(&c.PromotionHold, d.PromotionHold)
 	setDur(&c.WriteTimeout, d.WriteTimeout)
 	setDur(&c.CheckIn, d.CheckIn)
 	setDur(&c.DialBackTimeout, d.DialBackTimeout)
@@ -163,7 +157,7 @@ func (c Config) validate() error {
 		name string
 		v    time.Duration
 	}{{"Heartbeat", c.Heartbeat}, {"Expiry", c.Expiry}, {"AttachHold", c.AttachHold},
-		{"PromotionHold", c.PromotionHold}, {"WriteTimeout", c.WriteTimeout}, {"CheckIn", c.CheckIn},
+		{"WriteTimeout", c.WriteTimeout}, {"CheckIn", c.CheckIn},
 		{"DialBackTimeout", c.DialBackTimeout}, {"DialBackEvery", c.DialBackEvery}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %v; it must be positive (or zero for the default)", d.name, d.v))

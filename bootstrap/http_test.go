@@ -130,7 +130,7 @@ func TestAPITopologyAndMetrics(t *testing.T) {
 		"strata_bootstrap_free_slots 7\n",
 		"strata_bootstrap_index_files 50\n",
 		"strata_bootstrap_leaves_per_supernode 4\n",
-		"strata_bootstrap_pending_promotion 0\n",
+		`strata_bootstrap_promotion_asks{ask="step-up"} 0` + "\n",
 		`strata_bootstrap_supernode_events_total{event="registered"} 2` + "\n",
 		`strata_bootstrap_supernode_events_total{event="expired"} 0` + "\n",
 		`strata_bootstrap_info{peer_id="` + pid(1000).String() + `"`,

@@ -251,14 +251,9 @@ func (s *Server) answer(sess *session.Session, first proto.Message) (proto.Messa
 			return nil, proto.Errorf(proto.CodeBadRequest, "JoinRequest with role %s; join as leaf, supernode or unknown (auto)", m.Role)
 		}
 		// An auto node is not promoted at join: the promotion planner asks
-		// the best measured candidates to step up (CheckIn), so the
-		// registry sees it as a leaf.
-		role := m.Role
-		if role == proto.RoleUnknown {
-			role = proto.RoleLeaf
-		}
+		// the best measured candidates to step up (CheckIn).
 		s.mu.Lock()
-		reply := s.reg.Join(s.cfg.Now(), sess.RemotePeer(), role, observed)
+		reply := s.reg.Join(s.cfg.Now(), sess.RemotePeer(), m.Role, observed)
 		s.mu.Unlock()
 		return &reply, nil
 	case *proto.CheckIn:
