@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-p2p/strata/bootstrap"
 	"github.com/strata-p2p/strata/node"
 )
 
@@ -173,6 +174,33 @@ func printBootstrapStatus(w io.Writer, body []byte) error {
 	for _, s := range st.Supernodes {
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%.1fs ago\n", s.PeerID, strings.Join(s.Addrs, ","),
 			s.Load.Leaves, s.Load.Capacity, s.Load.IndexFiles, s.Load.Neighbours, s.LastSeenMS/1000)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var ps struct {
+		Promotion *bootstrap.PromotionStatus `json:"promotion"`
+	}
+	if err := json.Unmarshal(body, &ps); err != nil || ps.Promotion == nil {
+		return nil
+	}
+	pl := ps.Promotion.Plan
+	fmt.Fprintf(w, "\npromotion: %d leaves, %d supernodes, %d wanted (%g leaves each, %g%% headroom): %s\n",
+		pl.Leaves, pl.Supernodes, pl.Need, ps.Promotion.LeavesPerSupernode, 100*ps.Promotion.Headroom, pl.Reason)
+	if len(ps.Promotion.Nodes) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tROLE\tDIAL-BACK\tUP (PROBE)\tDOWN (PROBE)\tKNOWN FOR\tASKED")
+	for _, n := range ps.Promotion.Nodes {
+		role := n.Role.String()
+		if !n.Auto {
+			role += " (pinned)"
+		} else if n.Declining {
+			role += " (declining)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/s\t%s/s\t%s\t%s\n", n.PeerID, role, n.Reachable, humanBytes(uint64(n.UpBps)),
+			humanBytes(uint64(n.DownBps)), time.Duration(n.SeenS*float64(time.Second)).Round(time.Second), n.Ask)
 	}
 	return tw.Flush()
 }
