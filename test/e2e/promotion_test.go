@@ -148,7 +148,7 @@ func TestPromotion(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	waitFor(60*time.Second, "the network did not settle with strong1..4 as its supernodes", func() bool {
+	waitFor(90*time.Second, "the network did not settle with strong1..4 as its supernodes", func() bool {
 		return settled(strong)
 	})
 	var st bootstrap.Status
