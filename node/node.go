@@ -138,6 +138,7 @@ type Node struct {
 	sn       *supernode.Runtime
 	snStop   context.CancelFunc // ends the supernode role's heartbeats
 	att      *attachment
+	leafDone chan struct{} // closed when the current leafLoop ends
 	prom     *promoter
 	observed string // our address as a bootstrap saw it
 	events   []Event
@@ -244,6 +245,9 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.dl.Start(ctx)
 	n.goRun(func() { n.promotionLoop(ctx) })
 	leafDone := make(chan struct{})
+	n.mu.Lock()
+	n.leafDone = leafDone
+	n.mu.Unlock()
 	if n.cfg.Role == RoleSupernode {
 		close(leafDone)
 		n.becomeSupernode(ctx, "started with --role supernode")
@@ -257,6 +261,9 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.log.Info("shutting down")
 	// A leaf says goodbye to its supernode (so its files vanish at once)
 	// before the transport closes.
+	n.mu.Lock()
+	leafDone = n.leafDone // a supernode that stepped down runs another leafLoop
+	n.mu.Unlock()
 	select {
 	case <-leafDone:
 	case <-time.After(2 * time.Second):

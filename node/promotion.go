@@ -306,12 +306,13 @@ func (n *Node) stepDown(ctx context.Context, why string) {
 	cancel()
 	n.note(fmt.Sprintf("stepping down: %s; told %d leaves to move, %d still attached", why, told, left))
 
+	leafDone := make(chan struct{})
 	n.mu.Lock()
-	n.role = proto.RoleLeaf
+	n.role, n.leafDone = proto.RoleLeaf, leafDone
 	n.mu.Unlock()
 	n.swapBootstrapClient()
 	stop() // the heartbeats end: Register is refused on a leaf's session anyway
-	n.goRun(func() { n.leafLoop(ctx) })
+	n.goRun(func() { defer close(leafDone); n.leafLoop(ctx) })
 	// Keep serving our own files until we are attached elsewhere.
 	deadline := time.NewTimer(handOffWait)
 	defer deadline.Stop()
