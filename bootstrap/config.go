@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-p2p/strata/internal/transport"
+	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -34,10 +36,6 @@ type Config struct {
 	// counts one "pending attach" against its free slots, so that a burst of
 	// joins between two of its heartbeats spreads over several supernodes.
 	AttachHold time.Duration
-	// PromotionHold is how long a promotion (JoinReply.Become = supernode)
-	// handed to an auto-role node stays pending. While it is pending no other
-	// auto node is promoted; it ends early when the promoted node registers.
-	PromotionHold time.Duration
 	// MaxSupernodes caps the registry; registrations of new supernodes beyond
 	// it are refused with proto.CodeFull.
 	MaxSupernodes int
@@ -53,6 +51,32 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Agent is sent in the server's hello, e.g. "strata/0.1.0".
 	Agent string
+
+	// Promotion tunes the promotion planner: the target leaves per
+	// supernode, the headroom, the hold-down between a node's role changes.
+	// Its zero value is promotion.DefaultConfig.
+	Promotion promotion.Config
+	// Probes bounds the bandwidth probes the server answers; Requests the
+	// promotion requests (a new node's first check-in, a probe) per source
+	// address. Zero values are promotion's defaults.
+	Probes   promotion.ProbeLimits
+	Requests promotion.RequestLimits
+	// CheckIn is how often nodes are told to check in for promotion
+	// (CheckInReply.CheckInMillis); a node silent for 3.5 of them is
+	// forgotten.
+	CheckIn time.Duration
+	// DialBack is the transport the server dials nodes back from, to learn
+	// whether they are reachable. It should be another socket than the one
+	// nodes talk to: a stateful firewall lets the answers to a node's own
+	// packets through, which proves nothing. Nil: the served transport.
+	DialBack transport.Transport
+	// DialBackTimeout bounds one dial-back; DialBackEvery is how often a
+	// node's reachability is checked again.
+	DialBackTimeout time.Duration
+	DialBackEvery   time.Duration
+	// MaxNodes caps the nodes tracked for promotion; a new node's check-in
+	// beyond it is refused with proto.CodeFull.
+	MaxNodes int
 
 	// Rand supplies the registry's randomness (mesh samples, tie-breaks).
 	// Tests and the simulator pass a seeded one so that runs repeat; nil
@@ -72,12 +96,15 @@ func DefaultConfig() Config {
 		MeshPeers:          8,
 		JoinReplySize:      5,
 		AttachHold:         2 * time.Second,
-		PromotionHold:      5 * time.Second,
 		MaxSupernodes:      10_000,
 		MaxConns:           20_000,
 		MaxRequestsPerConn: 4,
 		WriteTimeout:       5 * time.Second,
 		Agent:              "strata",
+		CheckIn:            10 * time.Second,
+		DialBackTimeout:    3 * time.Second,
+		DialBackEvery:      10 * time.Minute,
+		MaxNodes:           100_000,
 	}
 }
 
@@ -97,8 +124,12 @@ func (c Config) populate() Config {
 	setDur(&c.Heartbeat, d.Heartbeat)
 	setDur(&c.Expiry, d.Expiry)
 	setDur(&c.AttachHold, d.AttachHold)
-	setDur(&c.PromotionHold, d.PromotionHold)
 	setDur(&c.WriteTimeout, d.WriteTimeout)
+	setDur(&c.CheckIn, d.CheckIn)
+	setDur(&c.DialBackTimeout, d.DialBackTimeout)
+	setDur(&c.DialBackEvery, d.DialBackEvery)
+	setInt(&c.MaxNodes, d.MaxNodes)
+	c.Promotion = c.Promotion.WithDefaults()
 	setInt(&c.MeshPeers, d.MeshPeers)
 	setInt(&c.JoinReplySize, d.JoinReplySize)
 	setInt(&c.MaxSupernodes, d.MaxSupernodes)
@@ -126,13 +157,17 @@ func (c Config) validate() error {
 		name string
 		v    time.Duration
 	}{{"Heartbeat", c.Heartbeat}, {"Expiry", c.Expiry}, {"AttachHold", c.AttachHold},
-		{"PromotionHold", c.PromotionHold}, {"WriteTimeout", c.WriteTimeout}} {
+		{"WriteTimeout", c.WriteTimeout}, {"CheckIn", c.CheckIn},
+		{"DialBackTimeout", c.DialBackTimeout}, {"DialBackEvery", c.DialBackEvery}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s is %v; it must be positive (or zero for the default)", d.name, d.v))
 		}
 	}
 	if c.Heartbeat > 0 && c.Expiry > 0 && c.Expiry <= c.Heartbeat {
 		errs = append(errs, fmt.Errorf("expiry (Expiry=%v) must be longer than the heartbeat (Heartbeat=%v), or every supernode expires between two heartbeats", c.Expiry, c.Heartbeat))
+	}
+	if c.CheckIn/time.Millisecond > 1<<32-1 {
+		errs = append(errs, fmt.Errorf("check-in interval (CheckIn=%v) does not fit the wire's 32-bit milliseconds", c.CheckIn))
 	}
 	if c.Expiry > 0 && c.Expiry/time.Millisecond > 1<<32-1 {
 		errs = append(errs, fmt.Errorf("expiry (Expiry=%v) does not fit the wire's 32-bit milliseconds", c.Expiry))
@@ -141,7 +176,8 @@ func (c Config) validate() error {
 		name   string
 		v, max int
 	}{{"MeshPeers", c.MeshPeers, proto.MaxPeers}, {"JoinReplySize", c.JoinReplySize, proto.MaxPeers},
-		{"MaxSupernodes", c.MaxSupernodes, 0}, {"MaxConns", c.MaxConns, 0}, {"MaxRequestsPerConn", c.MaxRequestsPerConn, 0}} {
+		{"MaxSupernodes", c.MaxSupernodes, 0}, {"MaxConns", c.MaxConns, 0}, {"MaxRequestsPerConn", c.MaxRequestsPerConn, 0},
+		{"MaxNodes", c.MaxNodes, 0}} {
 		switch {
 		case n.v < 0:
 			errs = append(errs, fmt.Errorf("%s is %d; it must be positive (or zero for the default)", n.name, n.v))

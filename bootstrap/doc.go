@@ -10,11 +10,15 @@
 //   - JoinRequest{Role} → JoinReply{Supernodes, Become, ObservedAddr}. A node
 //     about to attach asks for supernodes. The reply lists up to five live
 //     supernodes, those with free leaf slots first, in a random order
-//     weighted by free slots. Become = supernode tells the node to take the
-//     supernode role instead: always when it asked with role supernode, and
-//     for an auto node (role unknown) when no supernode has room, one such
-//     promotion at a time. ObservedAddr is the address the request came
-//     from, so a node learns how others see it.
+//     weighted by free slots. Become = supernode (with a mesh sample) answers
+//     a node that asked with role supernode. ObservedAddr is the address the
+//     request came from, so a node learns how others see it.
+//   - CheckIn{Role, Auto, Declining} → CheckInReply{Ask, AcceptYoung,
+//     counts, Reachable, CheckInMillis}: the promotion side (promotion.go).
+//     The server dials each node back from a second socket, answers its
+//     bandwidth probes (Probe → ProbeGrant, bytes, ProbeResult, bytes,
+//     ProbeDone) within a promotion.ProbeLimiter, and every heartbeat runs
+//     the promotion.Planner; the reply carries the plan's ask for the node.
 //   - Register{Addrs, Load} → RegisterReply{Peers, HeartbeatMillis,
 //     ExpiryMillis}, only from a session whose hello said role supernode
 //     (others get proto.CodeRefused). It is both the registration and the

@@ -140,6 +140,7 @@ func TestAPITopologyAndMetrics(t *testing.T) {
 		`strata_bootstrap_requests_total{type="Topology",outcome="ok"} 1` + "\n",
 		`strata_bootstrap_requests_total{type="Register",outcome="refused"} 1` + "\n",
 		`strata_bootstrap_requests_total{type="JoinRequest",outcome="ok"} 0` + "\n",
+		`strata_bootstrap_promotion_asks{ask="step-up"} 0` + "\n",
 		`strata_bootstrap_supernode_events_total{event="registered"} 2` + "\n",
 		`strata_bootstrap_supernode_events_total{event="expired"} 0` + "\n",
 		`strata_bootstrap_info{peer_id="` + pid(1000).String() + `"`,

@@ -13,7 +13,7 @@ type serverMetrics struct {
 
 	info, connections, supernodes, full, leaves *metrics.Gauge
 	capacity, freeSlots, indexFiles, ratio      *metrics.Gauge
-	pendingPromotion                            *metrics.Gauge
+	promotionAsks, promotionNeed                *metrics.Gauge
 	supernodeEvents                             *metrics.Counter
 	requests                                    *metrics.Counter
 
@@ -32,7 +32,8 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.freeSlots = r.Gauge("strata_bootstrap_free_slots", "Free leaf slots of the live supernodes.")
 	m.indexFiles = r.Gauge("strata_bootstrap_index_files", "Files indexed by the live supernodes, summed.")
 	m.ratio = r.Gauge("strata_bootstrap_leaves_per_supernode", "Leaves divided by live supernodes (0 with no supernode).")
-	m.pendingPromotion = r.Gauge("strata_bootstrap_pending_promotion", "1 while a node told to become a supernode has not registered yet.")
+	m.promotionAsks = r.Gauge("strata_bootstrap_promotion_asks", "Nodes the promotion planner asks to change role now, by what it asks.", "ask")
+	m.promotionNeed = r.Gauge("strata_bootstrap_promotion_need", "Supernodes the promotion planner wants for the leaves it counts.")
 	m.supernodeEvents = r.Counter("strata_bootstrap_supernode_events_total",
 		"Supernodes that appeared (registered) or went (expired, missing their heartbeats), as the network map saw them.", "event")
 	m.requests = r.Counter("strata_bootstrap_requests_total",
@@ -72,11 +73,11 @@ func (m *serverMetrics) collect() {
 		}
 	}
 	m.full.Set(float64(full))
-	pending := 0.0
-	if st.PendingPromotion != nil {
-		pending = 1
+	if p := st.Promotion; p != nil {
+		m.promotionAsks.Set(float64(len(p.Plan.StepUp)), "step-up")
+		m.promotionAsks.Set(float64(len(p.Plan.StepDown)), "step-down")
+		m.promotionNeed.Set(float64(p.Plan.Need))
 	}
-	m.pendingPromotion.Set(pending)
 
 	// Count the topology events newer than the last scrape. The map keeps
 	// its last events only; more than that between two scrapes are

@@ -18,8 +18,8 @@ const maxAddrLen = 255
 const maxPendingAttaches = 128
 
 // Registry is the bootstrap server's state: the live supernodes with their
-// self-reported load, the attaches recently handed out, and the one pending
-// promotion. It is a plain data structure: no goroutines, no sockets, and
+// self-reported load and the attaches recently handed out. (Which nodes
+// become supernodes is the promotion planner's business: see promotion.go.) It is a plain data structure: no goroutines, no sockets, and
 // time is passed in, so the server, the tests and the simulator drive the
 // same code. It is not safe for concurrent use; its owner serialises calls.
 //
@@ -30,11 +30,6 @@ type Registry struct {
 	rng     *rand.Rand
 	entries []*entry // in a stable order, so that a seeded run repeats
 	byID    map[proto.PeerID]*entry
-
-	// The promotion handed out last, pending until promotedUntil or until
-	// promoted registers.
-	promoted      proto.PeerID
-	promotedUntil time.Time
 }
 
 // entry is one registered supernode.
@@ -93,9 +88,6 @@ func (r *Registry) Register(now time.Time, id proto.PeerID, addrs []string, obse
 	e.addrs = normalizeAddrs(addrs, observed)
 	e.load = load
 	e.lastSeen = now
-	if r.promoted == id {
-		r.promoted, r.promotedUntil = proto.PeerID{}, time.Time{}
-	}
 	return proto.RegisterReply{
 		Peers:           r.sample(now, id, r.cfg.MeshPeers),
 		HeartbeatMillis: uint32(r.cfg.Heartbeat / time.Millisecond),
@@ -145,13 +137,10 @@ func normalizeAddrs(addrs []string, observed string) []string {
 // Config.AttachHold: the supernode listed first in each reply is counted as
 // one pending attach, so a burst of joins between two heartbeats spreads.
 //
-// Promotion: a node joining with RoleSupernode always gets Become =
-// RoleSupernode and a mesh sample of supernodes to peer with. A node joining
-// with RoleUnknown (auto) gets the same when no live supernode has room and
-// no other promotion is pending; the promotion stays pending for
-// Config.PromotionHold or until the node registers, and meanwhile other auto
-// nodes get the supernodes there are (possibly full, possibly none) and are
-// expected to retry. A leaf (RoleLeaf) is never promoted.
+// Roles: a node joining with RoleSupernode gets Become = RoleSupernode and
+// a mesh sample of supernodes to peer with. Any other node (a leaf, or an
+// auto node, which the promotion planner may later ask to step up) gets the
+// list.
 func (r *Registry) Join(now time.Time, from proto.PeerID, role proto.Role, observed string) proto.JoinReply {
 	reply := proto.JoinReply{ObservedAddr: observed}
 	if role == proto.RoleSupernode {
@@ -159,12 +148,7 @@ func (r *Registry) Join(now time.Time, from proto.PeerID, role proto.Role, obser
 		reply.Supernodes = r.sample(now, from, r.cfg.MeshPeers)
 		return reply
 	}
-	list, room := r.rank(now, from, r.cfg.JoinReplySize)
-	if role == proto.RoleUnknown && !room && r.promote(now, from) {
-		reply.Become = proto.RoleSupernode
-		reply.Supernodes = r.sample(now, from, r.cfg.MeshPeers)
-		return reply
-	}
+	list := r.rank(now, from, r.cfg.JoinReplySize)
 	if len(list) > 0 {
 		first := list[0]
 		if len(first.pending) == maxPendingAttaches {
@@ -177,18 +161,6 @@ func (r *Registry) Join(now time.Time, from proto.PeerID, role proto.Role, obser
 		reply.Supernodes[i] = e.info()
 	}
 	return reply
-}
-
-// promote hands the pending promotion to id unless another node holds it.
-// Asking again while holding it gets it again (the hold is not extended).
-func (r *Registry) promote(now time.Time, id proto.PeerID) bool {
-	if !r.promoted.IsZero() && r.promoted != id && now.Before(r.promotedUntil) {
-		return false
-	}
-	if r.promoted != id || !now.Before(r.promotedUntil) {
-		r.promoted, r.promotedUntil = id, now.Add(r.cfg.PromotionHold)
-	}
-	return true
 }
 
 // candidate is a supernode being ranked for a JoinReply; lower sorts first.
@@ -209,13 +181,11 @@ func (a candidate) less(b candidate) bool {
 	return a.tie < b.tie
 }
 
-// rank returns the best k live supernodes other than from, and whether any
-// live supernode has room. Ordering supernodes with room by an exponential
+// rank returns the best k live supernodes other than from. Ordering supernodes with room by an exponential
 // draw divided by their room is a weighted random order: each comes first
 // with probability proportional to its room.
-func (r *Registry) rank(now time.Time, from proto.PeerID, k int) ([]*entry, bool) {
+func (r *Registry) rank(now time.Time, from proto.PeerID, k int) []*entry {
 	best := make([]candidate, 0, k+1)
-	room := false
 	for _, e := range r.entries {
 		if e.id == from || !r.live(e, now) {
 			continue
@@ -230,7 +200,6 @@ func (r *Registry) rank(now time.Time, from proto.PeerID, k int) ([]*entry, bool
 			}
 			c.key, c.tie = float64(-free), r.rng.Float64()
 		} else {
-			room = true
 			c.key = r.rng.ExpFloat64() / float64(free) // ties have probability zero
 		}
 		if len(best) == k && !c.less(best[k-1]) {
@@ -251,7 +220,7 @@ func (r *Registry) rank(now time.Time, from proto.PeerID, k int) ([]*entry, bool
 	for i, c := range best {
 		out[i] = c.e
 	}
-	return out, room
+	return out
 }
 
 func (e *entry) prunePending(now time.Time) {
@@ -295,9 +264,8 @@ func (e *entry) info() proto.PeerInfo {
 	return proto.PeerInfo{ID: e.id, Addrs: slices.Clone(e.addrs), Role: proto.RoleSupernode, Load: e.load}
 }
 
-// Expire drops the supernodes that have not registered for Config.Expiry
-// and forgets a promotion whose hold has passed. It returns the dropped
-// supernodes.
+// Expire drops the supernodes that have not registered for Config.Expiry.
+// It returns the dropped supernodes.
 func (r *Registry) Expire(now time.Time) []proto.PeerID {
 	var dropped []proto.PeerID
 	for i := 0; i < len(r.entries); {
@@ -314,10 +282,23 @@ func (r *Registry) Expire(now time.Time) []proto.PeerID {
 		r.entries[last] = nil
 		r.entries = r.entries[:last]
 	}
-	if !r.promoted.IsZero() && !now.Before(r.promotedUntil) {
-		r.promoted, r.promotedUntil = proto.PeerID{}, time.Time{}
-	}
 	return dropped
+}
+
+// Remove forgets the supernode id at once (it said it is a leaf again) and
+// reports whether it was registered.
+func (r *Registry) Remove(id proto.PeerID) bool {
+	e, ok := r.byID[id]
+	if !ok {
+		return false
+	}
+	delete(r.byID, id)
+	i := slices.Index(r.entries, e)
+	last := len(r.entries) - 1
+	r.entries[i] = r.entries[last]
+	r.entries[last] = nil
+	r.entries = r.entries[:last]
+	return true
 }
 
 // Len is the number of supernodes held, including any that have missed
@@ -330,9 +311,8 @@ type Status struct {
 	Role       proto.Role        `json:"role"`
 	Supernodes []SupernodeStatus `json:"supernodes"`
 	Totals     Totals            `json:"totals"`
-	// PendingPromotion is the auto node last told to become a supernode,
-	// while that promotion is pending.
-	PendingPromotion *proto.PeerID `json:"pending_promotion,omitempty"`
+	// Promotion is the promotion planner's view (the server fills it in).
+	Promotion *PromotionStatus `json:"promotion,omitempty"`
 }
 
 // SupernodeStatus is one registered supernode.
@@ -384,10 +364,6 @@ func (r *Registry) Snapshot(now time.Time) Status {
 	slices.SortFunc(st.Supernodes, func(a, b SupernodeStatus) int { return slices.Compare(a.PeerID[:], b.PeerID[:]) })
 	if st.Totals.Supernodes > 0 {
 		st.Totals.LeavesPerSupernode = float64(st.Totals.Leaves) / float64(st.Totals.Supernodes)
-	}
-	if !r.promoted.IsZero() && now.Before(r.promotedUntil) {
-		p := r.promoted
-		st.PendingPromotion = &p
 	}
 	return st
 }

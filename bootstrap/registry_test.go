@@ -243,10 +243,6 @@ func TestJoinBurstSpreads(t *testing.T) {
 	if st := r.Snapshot(t0.Add(time.Second)); st.Supernodes[0].PendingAttaches == 0 {
 		t.Fatalf("snapshot shows no pending attaches: %+v", st.Supernodes)
 	}
-	// The burst used up the room: an auto node is now promoted.
-	if b := r.Join(t0.Add(time.Second), pid(200), proto.RoleUnknown, "x:1").Become; b != proto.RoleSupernode {
-		t.Fatalf("after 30 attaches to 30 slots, auto node told to become %s, want supernode", b)
-	}
 	// The pending attaches lapse after AttachHold: room again.
 	reply := r.Join(t0.Add(3*time.Second), pid(201), proto.RoleUnknown, "x:1")
 	if reply.Become != proto.RoleUnknown || len(reply.Supernodes) != 3 {
@@ -254,59 +250,21 @@ func TestJoinBurstSpreads(t *testing.T) {
 	}
 }
 
-func TestJoinPromotion(t *testing.T) {
+// TestJoinNeverPromotesAutoNodes: an auto node gets the list, like a leaf,
+// even in an empty or full network; the promotion planner asks nodes to
+// step up (promotion.go), not the join.
+func TestJoinNeverPromotesAutoNodes(t *testing.T) {
 	r := newTestRegistry(t, Config{})
-	a, b, c := pid(1), pid(2), pid(3)
-
-	// Empty network: the first auto node is promoted.
-	reply := r.Join(t0, a, proto.RoleUnknown, "x:1")
-	if reply.Become != proto.RoleSupernode || len(reply.Supernodes) != 0 {
-		t.Fatalf("first auto node: %+v, want become supernode", reply)
+	a := pid(1)
+	if reply := r.Join(t0, pid(2), proto.RoleUnknown, "x:1"); reply.Become != proto.RoleUnknown || len(reply.Supernodes) != 0 {
+		t.Fatalf("auto node in an empty network: %+v, want an empty list", reply)
 	}
-	if st := r.Snapshot(t0); st.PendingPromotion == nil || *st.PendingPromotion != a {
-		t.Fatalf("snapshot pending promotion = %v, want a", st.PendingPromotion)
-	}
-	// Only one at a time: b gets nothing and retries; a leaf is never promoted.
-	if reply := r.Join(t0.Add(time.Second), b, proto.RoleUnknown, "x:1"); reply.Become != proto.RoleUnknown || len(reply.Supernodes) != 0 {
-		t.Fatalf("second auto node during the hold: %+v, want an empty list", reply)
-	}
-	if reply := r.Join(t0.Add(time.Second), c, proto.RoleLeaf, "x:1"); reply.Become != proto.RoleUnknown {
-		t.Fatalf("leaf told to become %s", reply.Become)
-	}
-	// a asking again keeps its promotion.
-	if reply := r.Join(t0.Add(2*time.Second), a, proto.RoleUnknown, "x:1"); reply.Become != proto.RoleSupernode {
-		t.Fatalf("promoted node asking again: become %s", reply.Become)
-	}
-	// a registers: the promotion is no longer pending, and b attaches to a.
-	if _, err := r.Register(t0.Add(2*time.Second), a, nil, "10.0.0.1:7400", proto.Load{Capacity: 1}); err != nil {
+	if _, err := r.Register(t0, a, nil, "10.0.0.1:7400", proto.Load{Leaves: 1, Capacity: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if r.Snapshot(t0.Add(2*time.Second)).PendingPromotion != nil {
-		t.Fatal("promotion still pending after the node registered")
-	}
-	reply = r.Join(t0.Add(2*time.Second), b, proto.RoleUnknown, "x:1")
+	reply := r.Join(t0, pid(3), proto.RoleUnknown, "x:1")
 	if reply.Become != proto.RoleUnknown || !slices.Equal(ids(reply.Supernodes), []proto.PeerID{a}) {
-		t.Fatalf("auto node with room at a: %+v", reply)
-	}
-	// That used a's one slot (pending attach): c, auto, is promoted, with a as mesh peer.
-	reply = r.Join(t0.Add(2*time.Second), c, proto.RoleUnknown, "x:1")
-	if reply.Become != proto.RoleSupernode || !slices.Equal(ids(reply.Supernodes), []proto.PeerID{a}) {
-		t.Fatalf("auto node with no room anywhere: %+v, want become supernode with a as mesh peer", reply)
-	}
-	// During c's hold, another auto node gets the full supernode.
-	reply = r.Join(t0.Add(3*time.Second), pid(4), proto.RoleUnknown, "x:1")
-	if reply.Become != proto.RoleUnknown || !slices.Equal(ids(reply.Supernodes), []proto.PeerID{a}) {
-		t.Fatalf("auto node during c's hold: %+v, want the full supernode a", reply)
-	}
-	// c never registers: after PromotionHold another node may be promoted.
-	for s := 3; s <= 8; s++ {
-		if _, err := r.Register(t0.Add(time.Duration(s)*time.Second), a, nil, "10.0.0.1:7400", proto.Load{Leaves: 1, Capacity: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.Expire(t0.Add(7 * time.Second))
-	if reply := r.Join(t0.Add(7*time.Second), pid(4), proto.RoleUnknown, "x:1"); reply.Become != proto.RoleSupernode {
-		t.Fatalf("after c's hold lapsed: become %s, want supernode", reply.Become)
+		t.Fatalf("auto node with no room anywhere: %+v, want the full supernode a", reply)
 	}
 }
 
@@ -315,9 +273,7 @@ func TestJoinRoleSupernode(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		register(t, r, t0, i, proto.Load{Capacity: 100})
 	}
-	// A promotion is pending for someone else, and there is room: a node
-	// started as supernode is a supernode regardless.
-	r.Join(t0, pid(50), proto.RoleUnknown, "x:1")
+	// There is room: a node started as supernode is a supernode regardless.
 	for _, from := range []proto.PeerID{pid(60), pid(1)} {
 		reply := r.Join(t0, from, proto.RoleSupernode, "x:1")
 		if reply.Become != proto.RoleSupernode || len(reply.Supernodes) != 2 {

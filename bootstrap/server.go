@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transport"
+	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -32,9 +33,17 @@ type Server struct {
 	hello proto.Hello
 	conns chan struct{} // one token per connection being served
 
-	mu   sync.Mutex // guards reg
-	reg  *Registry
-	topo *topology
+	mu      sync.Mutex // guards reg, topo, nodes, plan, planner, dialTr
+	reg     *Registry
+	topo    *topology
+	nodes   map[proto.PeerID]*tracked // nodes checking in, for promotion
+	planner *promotion.Planner
+	plan    promotion.Plan
+	dialTr  transport.Transport // dial-backs come from it
+
+	probes    *promotion.ProbeLimiter
+	requests  *promotion.RequestLimiter
+	dialSlots chan struct{}
 
 	reqs requestCounts
 
@@ -56,6 +65,20 @@ func New(cfg Config, id proto.PeerID) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	pcfg := cfg.Promotion
+	pcfg.Logger = cfg.Logger.Named("promotion")
+	planner, err := promotion.NewPlanner(pcfg)
+	if err != nil {
+		return nil, err
+	}
+	probes, err := promotion.NewProbeLimiter(cfg.Probes)
+	if err != nil {
+		return nil, err
+	}
+	requests, err := promotion.NewRequestLimiter(cfg.Requests)
+	if err != nil {
+		return nil, err
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg: cfg,
@@ -67,11 +90,17 @@ func New(cfg Config, id proto.PeerID) (*Server, error) {
 			Role:       proto.RoleBootstrap,
 			Agent:      cfg.Agent,
 		},
-		conns:  make(chan struct{}, cfg.MaxConns),
-		reg:    reg,
-		topo:   newTopology(),
-		base:   base,
-		cancel: cancel,
+		conns:     make(chan struct{}, cfg.MaxConns),
+		reg:       reg,
+		topo:      newTopology(),
+		nodes:     map[proto.PeerID]*tracked{},
+		planner:   planner,
+		probes:    probes,
+		requests:  requests,
+		dialSlots: make(chan struct{}, maxDialBacks),
+		dialTr:    cfg.DialBack,
+		base:      base,
+		cancel:    cancel,
 	}, nil
 }
 
@@ -94,6 +123,11 @@ func (s *Server) Serve(ctx context.Context, tr transport.Transport) error {
 	defer cancel()
 	stop := context.AfterFunc(s.base, cancel)
 	defer stop()
+	s.mu.Lock()
+	if s.dialTr == nil {
+		s.dialTr = tr
+	}
+	s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -143,6 +177,7 @@ func (s *Server) expireLoop(ctx context.Context) {
 		s.mu.Lock()
 		dropped := s.reg.Expire(s.cfg.Now())
 		s.topo.observe(s.cfg.Now(), s.reg.Snapshot(s.cfg.Now()))
+		s.replan(s.cfg.Now())
 		s.mu.Unlock()
 		for _, id := range dropped {
 			s.log.Info("supernode expired (missed its heartbeats)", zap.Stringer("peer", id))
@@ -175,6 +210,10 @@ func (s *Server) serveConn(ctx context.Context, c transport.Conn) {
 		default:
 			st.Fail(proto.Errorf(proto.CodeRateLimited,
 				"more than %d requests at once on one connection; wait for the answers before sending more", s.cfg.MaxRequestsPerConn))
+			return
+		}
+		if p, ok := first.(*proto.Probe); ok {
+			s.serveProbe(sess, st, p)
 			return
 		}
 		s.handle(log, sess, st, first)
@@ -214,10 +253,19 @@ func (s *Server) answer(sess *session.Session, first proto.Message) (proto.Messa
 		if m.Role > proto.RoleSupernode {
 			return nil, proto.Errorf(proto.CodeBadRequest, "JoinRequest with role %s; join as leaf, supernode or unknown (auto)", m.Role)
 		}
+		// An auto node is not promoted at join: the promotion planner asks
+		// the best measured candidates to step up (CheckIn).
 		s.mu.Lock()
 		reply := s.reg.Join(s.cfg.Now(), sess.RemotePeer(), m.Role, observed)
 		s.mu.Unlock()
 		return &reply, nil
+	case *proto.CheckIn:
+		if m.Role > proto.RoleSupernode {
+			return nil, proto.Errorf(proto.CodeBadRequest, "CheckIn with role %s; check in as leaf or supernode", m.Role)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.checkIn(sess, observed, m)
 	case *proto.Register:
 		if sess.Remote.Role != proto.RoleSupernode {
 			return nil, proto.Errorf(proto.CodeRefused,
@@ -243,18 +291,39 @@ func (s *Server) answer(sess *session.Session, first proto.Message) (proto.Messa
 		s.mu.Unlock()
 		return &proto.Pong{}, nil
 	default:
-		return nil, proto.Errorf(proto.CodeProtocol, "a bootstrap server does not answer %s; it answers JoinRequest, Register and Topology", first.Type())
+		return nil, proto.Errorf(proto.CodeProtocol, "a bootstrap server does not answer %s; it answers JoinRequest, Register, Topology, CheckIn and Probe", first.Type())
 	}
 }
 
 // Status is what the server knows now.
 func (s *Server) Status() Status {
 	s.mu.Lock()
-	st := s.reg.Snapshot(s.cfg.Now())
+	now := s.cfg.Now()
+	st := s.reg.Snapshot(now)
+	st.Promotion = s.promotionStatus(now)
 	s.mu.Unlock()
 	st.PeerID = s.id
 	st.Role = proto.RoleBootstrap
 	return st
+}
+
+// dialTransport is the transport dial-backs are made from. Called under s.mu.
+func (s *Server) dialTransport() transport.Transport { return s.dialTr }
+
+// spawn runs f in a goroutine that Close waits for, with a context that
+// Close cancels; it reports false (and runs nothing) after Close.
+func (s *Server) spawn(f func(ctx context.Context)) bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f(s.base)
+	}()
+	return true
 }
 
 // Close stops every Serve call and waits for all of their goroutines.

@@ -30,7 +30,9 @@ type Status struct {
 	Attached   *AttachedStatus       `json:"attached,omitempty"`
 	Uploads    transfer.UploadStatus `json:"uploads"`
 	Supernode  *SupernodeStatus      `json:"supernode,omitempty"`
-	Events     []Event               `json:"events"`
+	// Promotion is the promotion engine: measurements, demand, decisions.
+	Promotion *PromotionStatus `json:"promotion,omitempty"`
+	Events    []Event          `json:"events"`
 }
 
 // AttachedStatus is a leaf's supernode.
@@ -63,6 +65,7 @@ func (n *Node) Status() Status {
 	}
 	st.Shares = n.lib.Stats()
 	st.Uploads = n.up.Status()
+	st.Promotion = n.promotionStatus()
 	if att != nil {
 		st.Attached = &AttachedStatus{Supernode: att.sn, SinceS: time.Since(att.at).Seconds()}
 	}

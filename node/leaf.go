@@ -32,6 +32,9 @@ type attachment struct {
 	done    chan struct{}
 	once    sync.Once
 	why     string
+
+	move     chan []proto.PeerInfo // the supernode is stepping down (proto.Move)
+	searches sync.RWMutex          // held for reading by each search through it
 }
 
 func (a *attachment) push(d shares.Diff) {
@@ -104,7 +107,9 @@ func (n *Node) leafLoop(ctx context.Context) {
 			}
 			attached = true
 			backoff = 100 * time.Millisecond
-			n.runAttachment(ctx, att)
+			for att != nil { // a move hands over to the next attachment
+				att = n.runAttachment(ctx, att)
+			}
 		}
 		if !attached {
 			warn("no supernode took this node yet; retrying", zap.Int("tried", len(tried)))
@@ -165,8 +170,15 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	}
 	_ = st.SetDeadline(time.Time{})
 	sn.Addrs = supernode.Advertised(sn.Addrs, conn.RemoteAddr())
-	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		move: make(chan []proto.PeerInfo, 1)}
 	n.mu.Lock()
+	if n.role != proto.RoleLeaf { // promoted while attaching: give the slot back
+		n.mu.Unlock()
+		_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = st.Send(&proto.Goodbye{Reason: "became a supernode"})
+		return fail(errors.New("became a supernode while attaching"))
+	}
 	n.att = att
 	n.mu.Unlock()
 	n.note(fmt.Sprintf("attached to supernode %s at %v", sn.ID.Short(), sn.Addrs))
@@ -174,8 +186,10 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 }
 
 // runAttachment sends share changes and reads notices until the session
-// ends, then detaches. On shutdown it says goodbye so the files vanish at once.
-func (n *Node) runAttachment(ctx context.Context, a *attachment) {
+// ends, then detaches. On shutdown it says goodbye so the files vanish at
+// once. When the supernode says it is stepping down (Move), the node
+// attaches elsewhere first and returns the new attachment to run next.
+func (n *Node) runAttachment(ctx context.Context, a *attachment) (next *attachment) {
 	defer func() {
 		n.mu.Lock()
 		if n.att == a {
@@ -195,8 +209,15 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 				a.close("supernode session ended: " + errString(err))
 				return
 			}
-			if e, ok := m.(*proto.ErrorMsg); ok {
-				n.log.Warn("supernode notice", zap.Stringer("supernode", a.sn.ID), zap.String("message", e.Message))
+			switch m := m.(type) {
+			case *proto.ErrorMsg:
+				n.log.Warn("supernode notice", zap.Stringer("supernode", a.sn.ID), zap.String("message", m.Message))
+			case *proto.Move:
+				n.log.Info("supernode is stepping down; moving", zap.Stringer("supernode", a.sn.ID), zap.String("reason", m.Reason))
+				select {
+				case a.move <- m.Peers:
+				default:
+				}
 			}
 		}
 	}()
@@ -207,12 +228,16 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 			_ = a.st.Send(&proto.Goodbye{Reason: "node shutting down"})
 			a.st.Finish()
 			a.close("node shutting down")
-			return
+			return nil
+		case peers := <-a.move:
+			if next := n.moveAttachment(ctx, a, peers, "supernode stepping down"); next != nil {
+				return next
+			}
 		case <-a.done:
-			return
+			return nil
 		case <-a.conn.Context().Done():
 			a.close("connection lost")
-			return
+			return nil
 		case <-a.wake:
 			a.mu.Lock()
 			diffs := a.pending
@@ -221,7 +246,7 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 			for _, d := range diffs {
 				if err := sendDiff(a.st, d); err != nil {
 					a.close("sending share changes: " + err.Error())
-					return
+					return nil
 				}
 			}
 		}
@@ -233,6 +258,29 @@ func errString(err error) string {
 		return "closed by the supernode"
 	}
 	return err.Error()
+}
+
+// searchVia is where a search goes: the attachment (held for reading, so a
+// move waits for the search to end) or else the node's own supernode role.
+// A supernode stepping down is attached elsewhere before it stops serving:
+// it searches through its new supernode.
+func (n *Node) searchVia() (*supernode.Runtime, *attachment) {
+	for {
+		n.mu.Lock()
+		sn, att := n.sn, n.att
+		n.mu.Unlock()
+		if att == nil {
+			return sn, nil
+		}
+		att.searches.RLock()
+		n.mu.Lock()
+		still := n.att == att
+		n.mu.Unlock()
+		if still {
+			return nil, att
+		}
+		att.searches.RUnlock() // it moved meanwhile: use the new one
+	}
 }
 
 func sendDiff(st *session.Stream, d shares.Diff) error {
@@ -273,9 +321,10 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 	defer cancel()
 	q := proto.Query{Text: parsed.String(), MaxResults: uint16(max)}
 	_, _ = rand.Read(q.ID[:])
-	n.mu.Lock()
-	sn, att := n.sn, n.att
-	n.mu.Unlock()
+	sn, att := n.searchVia()
+	if att != nil {
+		defer att.searches.RUnlock()
+	}
 	got := 0
 	switch {
 	case sn != nil:

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/internal/transport/quicnet"
+	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
 	"github.com/strata-p2p/strata/supernode"
 )
@@ -59,6 +60,15 @@ type Config struct {
 	MaxUploadRate int64
 	Transport     quicnet.Config
 	Logger        *zap.Logger
+
+	// Promotion tunes the promotion policy (thresholds, hold-down between
+	// role changes, confidence); its zero value is promotion.DefaultConfig.
+	Promotion promotion.Config
+	// ProbeEvery is the least time between two bandwidth probes, run when
+	// no transfer has measured the rates; BenchFiles the size of the index
+	// benchmark's corpus. Zero: promotion's defaults.
+	ProbeEvery time.Duration
+	BenchFiles int
 
 	// APIToken is the bearer token the control API requires. When it is
 	// empty and API is not a loopback address, a token is generated into
@@ -128,7 +138,10 @@ type Node struct {
 	mu       sync.Mutex
 	role     proto.Role
 	sn       *supernode.Runtime
+	snStop   context.CancelFunc // ends the supernode role's heartbeats
 	att      *attachment
+	leafDone chan struct{} // closed when the current leafLoop ends
+	prom     *promoter
 	observed string // our address as a bootstrap saw it
 	events   []Event
 
@@ -224,6 +237,9 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	}
 	n.bc = bootstrap.NewClient(n.tr, n.hello(), n.log.Named("bootstrap"))
 	defer func() { n.bootstrapClient().Close() }()
+	if err := n.initPromotion(); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -231,7 +247,11 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.goRun(func() { n.acceptLoop(ctx) })
 	n.goRun(func() { n.rescanLoop(ctx) })
 	n.dl.Start(ctx)
+	n.goRun(func() { n.promotionLoop(ctx) })
 	leafDone := make(chan struct{})
+	n.mu.Lock()
+	n.leafDone = leafDone
+	n.mu.Unlock()
 	if n.cfg.Role == RoleSupernode {
 		close(leafDone)
 		n.becomeSupernode(ctx, "started with --role supernode")
@@ -245,6 +265,9 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.log.Info("shutting down")
 	// A leaf says goodbye to its supernode (so its files vanish at once)
 	// before the transport closes.
+	n.mu.Lock()
+	leafDone = n.leafDone // a supernode that stepped down runs another leafLoop
+	n.mu.Unlock()
 	select {
 	case <-leafDone:
 	case <-time.After(2 * time.Second):
@@ -317,8 +340,14 @@ func (n *Node) listenAddrsLocked() []string {
 }
 
 func (n *Node) hello() proto.Hello {
-	return proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Role: n.Role(),
-		ListenAddrs: n.listenAddrs(), Agent: "strata/" + Version}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.helloLocked()
+}
+
+func (n *Node) helloLocked() proto.Hello {
+	return proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Role: n.role,
+		ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version}
 }
 
 func (n *Node) selfInfo() proto.PeerInfo {
@@ -482,13 +511,12 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 	rt.Start(ctx)
 	n.note("became a supernode: " + why)
 	// Later bootstrap sessions must present the supernode role.
+	n.swapBootstrapClient()
+	hbCtx, stop := context.WithCancel(ctx)
 	n.mu.Lock()
-	old := n.bc
-	n.bc = bootstrap.NewClient(n.tr, proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion,
-		Role: proto.RoleSupernode, ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version}, n.log.Named("bootstrap"))
+	n.snStop = stop
 	n.mu.Unlock()
-	old.Close()
-	n.goRun(func() { n.heartbeatLoop(ctx, rt) })
+	n.goRun(func() { n.heartbeatLoop(hbCtx, rt) })
 }
 
 // heartbeatLoop registers with every bootstrap server and feeds the mesh

@@ -109,6 +109,16 @@ type Config struct {
 	// (lower for step-downs), so measurement noise does not move asks from
 	// node to node and reset their confidence. Negative: none.
 	Stickiness float64
+	// SwapFactor lets a much stronger candidate in while the supernode
+	// count is within the band: when the best candidate's score is more
+	// than SwapFactor times the weakest supernode's (one that could be
+	// asked to step down), the candidate is asked to step up; once it
+	// serves, the supernodes are more than needed and the weakest is asked
+	// down. So an early, weak supernode (the first measured in a network
+	// just started) does not stay in place of a strong one for good. A
+	// young candidate (seen for less than MinUptime) replaces only a young
+	// supernode. Negative: never.
+	SwapFactor float64
 	// MaxTracked bounds the nodes a Planner remembers (it forgets those
 	// gone longest first).
 	MaxTracked int
@@ -147,9 +157,14 @@ func DefaultConfig() Config {
 		AskTimeout:         5 * time.Minute,
 		DeclineHold:        10 * time.Minute,
 		Stickiness:         0.2,
+		SwapFactor:         3,
 		MaxTracked:         100_000,
 	}
 }
+
+// WithDefaults returns c with every unset field taken from DefaultConfig,
+// as NewPolicy and NewPlanner see it (for status and logs).
+func (c Config) WithDefaults() Config { return c.populate() }
 
 // populate fills unset fields from DefaultConfig and turns the "negative
 // means none" settings into zero.
@@ -195,8 +210,9 @@ func (c Config) populate() Config {
 	setD(&c.AskTimeout, d.AskTimeout)
 	setD(&c.DeclineHold, d.DeclineHold)
 	setF(&c.Stickiness, d.Stickiness)
+	setF(&c.SwapFactor, d.SwapFactor)
 	setI(&c.MaxTracked, d.MaxTracked)
-	for _, v := range []*float64{&c.MaxLoad1, &c.Headroom, &c.Stickiness} {
+	for _, v := range []*float64{&c.MaxLoad1, &c.Headroom, &c.Stickiness, &c.SwapFactor} {
 		if *v < 0 {
 			*v = 0
 		}
@@ -241,7 +257,7 @@ func (c Config) validate() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"MaxLoad1", c.MaxLoad1}, {"Headroom", c.Headroom}, {"Stickiness", c.Stickiness}} {
+	}{{"MaxLoad1", c.MaxLoad1}, {"Headroom", c.Headroom}, {"Stickiness", c.Stickiness}, {"SwapFactor", c.SwapFactor}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			errs = append(errs, fmt.Errorf("%s is %v; it must be a finite number", f.name, f.v))
 		}

@@ -36,6 +36,9 @@ type Supernode struct {
 	// down: a supernode that under-reports only hurts itself; one that
 	// over-reports can at worst keep its own role.
 	Leaves int `json:"leaves"`
+	// Pinned: the node runs with --role supernode and never steps down
+	// when asked, so it is not asked.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // Candidate is a node that could step up: an auto-role leaf.
@@ -227,6 +230,9 @@ func (p *Planner) Plan(now time.Time, n Network) Plan {
 		pl.Reason = "more supernodes than needed"
 	default:
 		pl.Reason = "supernode count within the band"
+		if sw := p.pickSwap(now, n.Candidates, serving); len(sw) > 0 {
+			pl.StepUp, pl.Reason = sw, "a candidate much stronger than the weakest supernode"
+		}
 	}
 	p.settle(now, &pl)
 	if len(pl.StepUp) > 0 || len(pl.StepDown) > 0 {
@@ -362,6 +368,28 @@ func (p *Planner) pickUp(now time.Time, cands []Candidate, k int) []Ranked {
 	return out
 }
 
+// pickSwap returns the best candidate when its score is more than
+// Config.SwapFactor times the weakest supernode's that could step down
+// (young candidates only against young supernodes); else nothing.
+func (p *Planner) pickSwap(now time.Time, cands []Candidate, serving []Supernode) []Ranked {
+	if p.cfg.SwapFactor <= 0 || len(serving) == 0 {
+		return nil
+	}
+	weak := p.pickDown(now, serving, 1)
+	best := p.pickUp(now, cands, 1)
+	if len(weak) == 0 || len(best) == 0 || !(best[0].Score > p.cfg.SwapFactor*weak[0].Score) {
+		return nil
+	}
+	if best[0].Young {
+		for _, s := range serving {
+			if s.ID == weak[0].ID && s.Measured.Seen >= p.cfg.MinUptime {
+				return nil
+			}
+		}
+	}
+	return best
+}
+
 // pickDown chooses k supernodes to ask to step down, among those that have
 // been supernodes for MinInterval: idle ones first (longest idle first),
 // then the weakest (a standing ask counts Stickiness lower), then those
@@ -379,7 +407,7 @@ func (p *Planner) pickDown(now time.Time, sns []Supernode, k int) []Ranked {
 	var ss []sn
 	for _, s := range sns {
 		t := p.nodes[s.ID]
-		if t == nil || now.Sub(t.since) < p.cfg.MinInterval {
+		if t == nil || s.Pinned || now.Sub(t.since) < p.cfg.MinInterval {
 			continue
 		}
 		idle := !t.idleSince.IsZero() && now.Sub(t.idleSince) >= p.cfg.IdleAfter

@@ -32,6 +32,27 @@ func (a Action) String() string {
 // MarshalJSON prints the action's name.
 func (a Action) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, a.String()), nil }
 
+// UnmarshalJSON reads an action's name (clients of the status API).
+func (a *Action) UnmarshalJSON(b []byte) error {
+	v, err := unmarshalName(b, actionNames[:], "action")
+	*a = Action(v)
+	return err
+}
+
+// unmarshalName reads a quoted name from names and returns its index.
+func unmarshalName(b []byte, names []string, what string) (uint8, error) {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("%s: want a quoted name, got %s", what, b)
+	}
+	for i, n := range names {
+		if n == s {
+			return uint8(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown %s %q", what, s)
+}
+
 // Ask is what a bootstrap server asks of a node.
 type Ask uint8
 
@@ -52,6 +73,13 @@ func (a Ask) String() string {
 
 // MarshalJSON prints the ask's name.
 func (a Ask) MarshalJSON() ([]byte, error) { return strconv.AppendQuote(nil, a.String()), nil }
+
+// UnmarshalJSON reads an ask's name (clients of the status API).
+func (a *Ask) UnmarshalJSON(b []byte) error {
+	v, err := unmarshalName(b, askNames[:], "ask")
+	*a = Ask(v)
+	return err
+}
 
 // Demand is what the network wants of one node, as computed by a bootstrap
 // server's Planner (Plan.Demand) and carried to the node in its join or

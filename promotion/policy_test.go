@@ -414,3 +414,24 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("a bootstrap role accepted")
 	}
 }
+
+func TestActionAndAskJSON(t *testing.T) {
+	for _, a := range []Action{Stay, Promote, Demote} {
+		b, err := json.Marshal(a)
+		var back Action
+		if err != nil || json.Unmarshal(b, &back) != nil || back != a {
+			t.Errorf("action %v: %s, %v, back %v", a, b, err, back)
+		}
+	}
+	for _, a := range []Ask{AskNone, AskStepUp, AskStepDown} {
+		b, err := json.Marshal(a)
+		var back Ask
+		if err != nil || json.Unmarshal(b, &back) != nil || back != a {
+			t.Errorf("ask %v: %s, %v, back %v", a, b, err, back)
+		}
+	}
+	var a Ask
+	if err := json.Unmarshal([]byte(`"sideways"`), &a); err == nil {
+		t.Error("an unknown ask decoded")
+	}
+}

@@ -50,6 +50,11 @@ func sampleMessages() []Message {
 		&RangeRequest{ContentID: sampleEntry(1).ContentID, Offset: 262144, Length: 262144},
 		&RangeReply{Offset: 262144, Length: 262144},
 		&Queued{Position: 3, Slots: 4},
+		&CheckIn{Role: RoleLeaf, Auto: true, Declining: true},
+		&CheckInReply{Ask: 1, AcceptYoung: true, Supernodes: 4, Need: 5, Leaves: 120, Reachable: ReachPublic, CheckInMillis: 30000},
+		&Probe{Bytes: 256 << 10}, &ProbeGrant{Bytes: 128 << 10},
+		&ProbeResult{UpBps: 1 << 20, Bytes: 128 << 10}, &ProbeDone{},
+		&Move{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, Reason: "stepping down"},
 	}
 }
 

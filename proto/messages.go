@@ -40,6 +40,15 @@ const (
 	TypeRangeRequest  MsgType = 0x0052
 	TypeRangeReply    MsgType = 0x0053
 	TypeQueued        MsgType = 0x0054
+
+	// Promotion (node and bootstrap server; supernode and leaf for Move).
+	TypeCheckIn      MsgType = 0x0060
+	TypeCheckInReply MsgType = 0x0061
+	TypeProbe        MsgType = 0x0062
+	TypeProbeGrant   MsgType = 0x0063
+	TypeProbeResult  MsgType = 0x0064
+	TypeProbeDone    MsgType = 0x0065
+	TypeMove         MsgType = 0x0066
 )
 
 // Message is any body that can be framed.
@@ -228,6 +237,71 @@ type Queued struct {
 	Slots    uint32 // upload slots the holder has
 }
 
+// CheckIn is a node's periodic report to a bootstrap server for promotion:
+// its role, whether it follows the promotion engine (Auto: --role auto) and
+// whether it would refuse to step up now (Declining). The server believes
+// only what can lower the node's chances: Declining, a pinned role, and a
+// registered supernode saying it is a leaf again (which deregisters it).
+// Capacity is never claimed: the server measures it (dial-back, Probe).
+type CheckIn struct {
+	Role      Role
+	Auto      bool
+	Declining bool
+}
+
+// CheckInReply is the network's demand for the node, as the bootstrap
+// server's planner computed it, and what the server measured of the node.
+// Ask is 0 (none), 1 (step up) or 2 (step down); AcceptYoung waives the
+// uptime gate. Supernodes, Need and Leaves are the server's counts.
+// Reachable is the result of the server's dial-back to the node's
+// advertised address (ReachUnknown while it is in progress).
+// CheckInMillis is how often the server wants check-ins.
+type CheckInReply struct {
+	Ask           uint8
+	AcceptYoung   bool
+	Supernodes    uint32
+	Need          uint32
+	Leaves        uint32
+	Reachable     Reachability
+	CheckInMillis uint32
+}
+
+// Probe asks for a bandwidth probe of Bytes each way. It opens its stream;
+// the server answers ProbeGrant (or an ErrorMsg: probes are answered only
+// for nodes the server knows, and are rate limited).
+type Probe struct {
+	Bytes uint32
+}
+
+// ProbeGrant is how many bytes the probe moves each way (at most what was
+// asked, at most the server's cap). The node then sends exactly Bytes raw
+// bytes on the stream, paced by its upload cap.
+type ProbeGrant struct {
+	Bytes uint32
+}
+
+// ProbeResult follows the node's bytes: the rate at which the server
+// received them (the node's upload as the server measured it). Exactly
+// Bytes raw bytes follow it, which the node times (its download), then
+// answers ProbeDone.
+type ProbeResult struct {
+	UpBps uint64
+	Bytes uint32
+}
+
+// ProbeDone tells the server the node has read every byte, so the server
+// can time the download direction itself.
+type ProbeDone struct{}
+
+// Move tells a leaf, on its attachment's control stream, that its supernode
+// is stepping down: the leaf attaches to one of Peers (or to any supernode a
+// bootstrap server names) first, and only then says Goodbye to the old
+// supernode, so its files stay searchable throughout.
+type Move struct {
+	Peers  List[PeerInfo]
+	Reason string
+}
+
 func (*Hello) Type() MsgType         { return TypeHello }
 func (*ErrorMsg) Type() MsgType      { return TypeError }
 func (*Ping) Type() MsgType          { return TypePing }
@@ -250,6 +324,13 @@ func (*Pieces) Type() MsgType        { return TypePieces }
 func (*RangeRequest) Type() MsgType  { return TypeRangeRequest }
 func (*RangeReply) Type() MsgType    { return TypeRangeReply }
 func (*Queued) Type() MsgType        { return TypeQueued }
+func (*CheckIn) Type() MsgType       { return TypeCheckIn }
+func (*CheckInReply) Type() MsgType  { return TypeCheckInReply }
+func (*Probe) Type() MsgType         { return TypeProbe }
+func (*ProbeGrant) Type() MsgType    { return TypeProbeGrant }
+func (*ProbeResult) Type() MsgType   { return TypeProbeResult }
+func (*ProbeDone) Type() MsgType     { return TypeProbeDone }
+func (*Move) Type() MsgType          { return TypeMove }
 
 // New returns an empty message of type t, or nil when t is unknown.
 func New(t MsgType) Message {
@@ -298,6 +379,20 @@ func New(t MsgType) Message {
 		return new(RangeReply)
 	case TypeQueued:
 		return new(Queued)
+	case TypeCheckIn:
+		return new(CheckIn)
+	case TypeCheckInReply:
+		return new(CheckInReply)
+	case TypeProbe:
+		return new(Probe)
+	case TypeProbeGrant:
+		return new(ProbeGrant)
+	case TypeProbeResult:
+		return new(ProbeResult)
+	case TypeProbeDone:
+		return new(ProbeDone)
+	case TypeMove:
+		return new(Move)
 	}
 	return nil
 }
@@ -308,7 +403,8 @@ func AllTypes() []MsgType {
 		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply, TypeTopology,
 		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
 		TypeQuery, TypeQueryHits, TypePeerList,
-		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued}
+		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued,
+		TypeCheckIn, TypeCheckInReply, TypeProbe, TypeProbeGrant, TypeProbeResult, TypeProbeDone, TypeMove}
 }
 
 func (t MsgType) String() string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,8 @@ type Runtime struct {
 	core     *Core
 	links    map[proto.PeerID]*link
 	searches map[proto.QueryID]chan []proto.Hit
+	leaves   map[proto.PeerID]*leafStream
+	draining string // non-empty: refusing new leaves, for this reason
 
 	queueDrops atomic.Uint64
 	ctx        context.Context
@@ -84,13 +87,26 @@ type link struct {
 
 func (l *link) close() { l.once.Do(func() { close(l.done) }) }
 
+// leafStream is a leaf's control stream; sends on it are serialised.
+type leafStream struct {
+	mu sync.Mutex
+	st *session.Stream
+}
+
+func (l *leafStream) send(m proto.Message) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return l.st.Send(m)
+}
+
 // NewRuntime makes a supernode role for the node whose PeerInfo is self.
 // hello returns the Hello to present when dialing neighbours. Start it with
 // Start; stop it with Close.
 func NewRuntime(cfg RuntimeConfig, tr transport.Transport, self proto.PeerInfo, hello func() proto.Hello) *Runtime {
 	cfg = cfg.populate()
 	return &Runtime{cfg: cfg, log: cfg.Logger, tr: tr, hello: hello, core: NewCore(cfg.Core, self),
-		links: map[proto.PeerID]*link{}, searches: map[proto.QueryID]chan []proto.Hit{}}
+		links: map[proto.PeerID]*link{}, searches: map[proto.QueryID]chan []proto.Hit{}, leaves: map[proto.PeerID]*leafStream{}}
 }
 
 // Start launches the tick loop; ctx ends it.
@@ -227,21 +243,31 @@ func Advertised(addrs []string, observed net.Addr) []string {
 func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Attach) {
 	info := PeerInfoOf(s, proto.RoleLeaf)
 	r.mu.Lock()
-	redirect, err := r.core.AttachLeaf(r.cfg.Now(), info)
+	var redirect []proto.PeerInfo
+	var err error
+	if r.draining != "" {
+		redirect, err = r.core.redirects(proto.MaxPeers), proto.Errorf(proto.CodeRefused, "this supernode is %s", r.draining)
+	} else {
+		redirect, err = r.core.AttachLeaf(r.cfg.Now(), info)
+	}
+	ls := &leafStream{st: st}
+	if err == nil {
+		r.leaves[info.ID] = ls
+	}
 	r.mu.Unlock()
 	if err != nil {
 		_ = st.Send(&proto.AttachReply{Accepted: false, Reason: err.Error(), Redirect: redirect})
 		st.Finish()
 		return
 	}
-	if err := st.Send(&proto.AttachReply{Accepted: true}); err != nil {
-		r.detach(info.ID, "reply failed")
+	if err := ls.send(&proto.AttachReply{Accepted: true}); err != nil {
+		r.detach(info.ID, ls, "reply failed")
 		st.CancelRead(proto.CodeInternal)
 		return
 	}
 	r.log.Info("leaf attached", zap.Stringer("leaf", info.ID), zap.Strings("addrs", info.Addrs))
 	reason := "connection ended"
-	defer func() { r.detach(info.ID, reason) }()
+	defer func() { r.detach(info.ID, ls, reason) }()
 	// A leaf session ends when its stream or connection does.
 	stop := context.AfterFunc(s.Context(), func() { st.CancelRead(proto.CodeOK) })
 	defer stop()
@@ -283,13 +309,13 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 			st.Finish()
 			return
 		case *proto.Ping:
-			_ = st.Send(&proto.Pong{Nonce: m.Nonce})
+			_ = ls.send(&proto.Pong{Nonce: m.Nonce})
 		default:
 			problem = "unexpected " + m.Type().String() + " on a leaf session"
 		}
 		if problem != "" {
 			// Not fatal: the leaf logs it and its other files stay indexed.
-			_ = st.Send(&proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem})
+			_ = ls.send(&proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem})
 		}
 	}
 }
@@ -341,11 +367,61 @@ func (r *reader) stop() {
 	<-r.exit
 }
 
-func (r *Runtime) detach(id proto.PeerID, why string) {
+func (r *Runtime) detach(id proto.PeerID, ls *leafStream, why string) {
 	r.mu.Lock()
-	n := r.core.DetachLeaf(r.cfg.Now(), id)
+	n := 0
+	if r.leaves[id] == ls {
+		delete(r.leaves, id)
+		n = r.core.DetachLeaf(r.cfg.Now(), id)
+	}
 	r.mu.Unlock()
 	r.log.Info("leaf detached", zap.Stringer("leaf", id), zap.Int("files_removed", n), zap.String("why", why))
+}
+
+// HandOff is the first half of stepping down: the supernode stops taking
+// leaves and tells each of its leaves to move (proto.Move with peers, the
+// other supernodes to try), then waits until every leaf has detached (each
+// attaches elsewhere first, then says goodbye) or ctx ends. It returns how
+// many leaves were told and how many are still attached.
+func (r *Runtime) HandOff(ctx context.Context, peers []proto.PeerInfo, reason string) (told, left int) {
+	r.mu.Lock()
+	r.draining = "stepping down: " + reason
+	self := r.core.Info().ID
+	// The bootstrap's list first (it knows whom has room now), then the
+	// mesh neighbours with room.
+	var list proto.List[proto.PeerInfo]
+	seen := map[proto.PeerID]bool{self: true}
+	for _, p := range append(slices.Clone(peers), r.core.redirects(proto.MaxPeers)...) {
+		if !seen[p.ID] && len(list) < proto.MaxPeers {
+			seen[p.ID] = true
+			list = append(list, p)
+		}
+	}
+	streams := make([]*leafStream, 0, len(r.leaves))
+	for _, ls := range r.leaves {
+		streams = append(streams, ls)
+	}
+	r.mu.Unlock()
+	for _, ls := range streams {
+		if err := ls.send(&proto.Move{Peers: list, Reason: reason}); err == nil {
+			told++
+		}
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		left = len(r.leaves)
+		r.mu.Unlock()
+		if left == 0 {
+			return told, 0
+		}
+		select {
+		case <-ctx.Done():
+			return told, left
+		case <-t.C:
+		}
+	}
 }
 
 func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Query) {

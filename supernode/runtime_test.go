@@ -139,6 +139,54 @@ func TestFloodingLeafDoesNotSlowOthers(t *testing.T) {
 	}
 }
 
+// TestHandOff: a supernode stepping down tells its leaf to move (naming
+// the other supernode), refuses new leaves, and returns once the leaf has
+// said goodbye.
+func TestHandOff(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := memnet.NewNetwork(1)
+	a := newHost(t, ctx, n, 1, supernode.DefaultConfig())
+	b := newHost(t, ctx, n, 2, supernode.DefaultConfig())
+	leaf := newLeaf(t, ctx, n, 10, a, entry(1, "one.mp3"))
+
+	type result struct{ told, left int }
+	done := make(chan result, 1)
+	go func() {
+		told, left := a.RT.HandOff(ctx, []proto.PeerInfo{b.Info(), a.Info()}, "asked to step down")
+		done <- result{told, left}
+	}()
+	m, err := leaf.St.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv, ok := m.(*proto.Move)
+	if !ok || len(mv.Peers) != 1 || mv.Peers[0].ID != b.Info().ID || mv.Reason != "asked to step down" {
+		t.Fatalf("leaf got %T %+v, want a Move to b only", m, m)
+	}
+	// While it drains, the supernode takes no new leaf.
+	tr, err := n.Listen("", pid(11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := overlaytest.Attach(ctx, tr, a.Info(), nil); err == nil {
+		t.Fatal("a draining supernode took a new leaf")
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("hand-off returned %+v before the leaf left", r)
+	default:
+	}
+	if err := leaf.St.Send(&proto.Goodbye{Reason: "moved"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.told != 1 || r.left != 0 {
+		t.Fatalf("hand-off: told %d, left %d; want 1, 0", r.told, r.left)
+	}
+	leaf.Close()
+}
+
 // TestPipelinedAttachRefusedKeepsRedirect: a leaf uploads its whole share
 // list before reading the AttachReply; a full supernode still answers with
 // its redirect, and indexes none of the refused leaf's files.

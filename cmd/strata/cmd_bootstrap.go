@@ -19,6 +19,7 @@ import (
 	"github.com/strata-p2p/strata/internal/identity"
 	"github.com/strata-p2p/strata/internal/transport/quicnet"
 	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -40,9 +41,13 @@ func newBootstrapCmd() *cobra.Command {
 		Use:   "bootstrap",
 		Short: "Run a bootstrap server: supernodes register with it, joining nodes ask it for supernodes",
 		Long: `Run a Strata bootstrap server on --listen (UDP, QUIC). Supernodes register
-with it and heartbeat their load every second; joining nodes ask it for
-supernodes with free leaf slots, and it tells an auto-role node to become a
-supernode when none has room. Its state is soft: after a restart it knows the
+with it and heartbeat their load every --heartbeat; joining nodes ask it for
+supernodes with free leaf slots. It runs the promotion planner: nodes check in
+every --check-in, it dials each back (from a second UDP socket) to learn
+whether others can reach it, answers small rate-limited bandwidth probes, and
+every heartbeat works out how many supernodes the network needs for
+--leaves-per-supernode leaves each with --headroom to spare, asking the best
+measured candidates to step up or the weakest supernodes to step down. Its state is soft: after a restart it knows the
 network again from the next heartbeats. Run several for redundancy and list
 them all in the nodes' --bootstrap.
 
@@ -57,7 +62,8 @@ When ready it prints one JSON line to standard output:
 		RunE: runBootstrap,
 	}
 	fs := cmd.Flags()
-	addSettingFlags(fs, "listen", "state-dir", "api", "api-token")
+	addSettingFlags(fs, "listen", "state-dir", "api", "api-token", "heartbeat", "check-in", "leaves-per-supernode",
+		"headroom", "promotion-hold", "promotion-request-rate", "promotion-request-burst")
 	setFlagDefault(fs, "listen", bootstrapDefaultListen)
 	setFlagDefault(fs, "api", bootstrapDefaultAPI)
 	setFlagDefault(fs, "state-dir", bootstrapDefaultStateDir())
@@ -94,20 +100,35 @@ func runBootstrap(cmd *cobra.Command, _ []string) error {
 		log.Info("created a new identity", zap.String("state_dir", stateDir), zap.Stringer("peer_id", id.PeerID()))
 	}
 
-	cfg := bootstrap.DefaultConfig()
-	cfg.Logger = log
-	cfg.Agent = "strata/" + version
-	srv, err := bootstrap.New(cfg, id.PeerID())
-	if err != nil {
-		return err
-	}
-
 	listen, api := c.String("listen"), c.String("api")
 	tr, err := quicnet.Listen(listen, id, quicnet.Config{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	// Dial-backs come from a socket of their own: a firewall that lets the
+	// answers to a node's packets through must not make it look reachable.
+	host, _, _ := net.SplitHostPort(tr.Addr().String())
+	dialTr, err := quicnet.Listen(net.JoinHostPort(host, "0"), id, quicnet.Config{Logger: log.Named("dial-back")})
+	if err != nil {
+		return fmt.Errorf("dial-back socket: %w", err)
+	}
+	defer dialTr.Close()
+
+	cfg := bootstrap.DefaultConfig()
+	cfg.Logger = log
+	cfg.Agent = "strata/" + version
+	cfg.Heartbeat = c.Duration("heartbeat")
+	cfg.Expiry = cfg.Heartbeat * 7 / 2
+	cfg.CheckIn = c.Duration("check-in")
+	cfg.DialBack = dialTr
+	cfg.Promotion = promotion.Config{LeavesPerSupernode: c.Float("leaves-per-supernode"), Headroom: c.Float("headroom"),
+		MinInterval: c.Duration("promotion-hold")}
+	cfg.Requests = promotion.RequestLimits{Rate: c.Float("promotion-request-rate"), Burst: c.Int("promotion-request-burst")}
+	srv, err := bootstrap.New(cfg, id.PeerID())
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", api)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s for the status API: %w (is another process using that port? pick another with --api)", api, err)

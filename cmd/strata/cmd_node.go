@@ -7,13 +7,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/supernode"
 )
 
 func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
-	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token"}
+	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token",
+	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -22,8 +24,12 @@ func newNodeCmd() *cobra.Command {
 		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s), attaches
 to one, uploads the list of files in its --share folders (and sends changes as
 they happen), and answers to "strata search" and "strata status" on its local
-control API (--api). With --role auto (the default) it becomes a supernode when
-the network needs one; --role leaf and --role supernode pin the role.
+control API (--api). With --role auto (the default) the promotion engine
+decides: it measures the node (bandwidth in transfers or a probe, CPU, memory,
+load, uptime; the bootstrap server dials it back), and the node becomes a
+supernode when a bootstrap server asks and it is eligible, or steps down
+(handing its leaves to other supernodes first) when asked. The --promotion-*
+flags tune it. --role leaf and --role supernode pin the role.
 An --api address that is not loopback needs a bearer token: --api-token, or
 one generated into <state-dir>/api-token (see docs/API.md).
 
@@ -48,12 +54,14 @@ When ready it prints one JSON line to standard output:
 			sc := supernode.DefaultConfig()
 			sc.MaxLeaves = c.Int("max-leaves")
 			sc.MeshDegree = c.Int("mesh-degree")
+			pc := promotion.Config{MinInterval: c.Duration("promotion-hold"), Confidence: c.Int("promotion-confidence"),
+				MinCores: c.Float("promotion-min-cores"), MaxLoad1: c.Float("promotion-max-load")}
 			n, err := node.New(node.Config{
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
 				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
 				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate, APIToken: c.String("api-token"),
-				Logger: log,
+				Promotion: pc, ProbeEvery: c.Duration("probe-every"), Logger: log,
 			})
 			if err != nil {
 				return err

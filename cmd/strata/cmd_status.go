@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-p2p/strata/bootstrap"
 	"github.com/strata-p2p/strata/node"
 )
 
@@ -80,6 +81,7 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 		fmt.Fprintf(tw, "supernode\tnone yet (joining)\n")
 	}
 	_ = tw.Flush()
+	printPromotion(w, st)
 	if s := st.Supernode; s != nil {
 		fmt.Fprintf(w, "\nsupernode role: %d/%d leaves, %d neighbours, %d files indexed (%s), %d queries remembered\n",
 			len(s.Leaves), s.Capacity, len(s.Neighbours), s.IndexFiles, humanBytes(uint64(s.IndexBytes)), s.Routes)
@@ -100,6 +102,52 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// printPromotion shows the promotion engine: the measurements, the demand,
+// the recent decisions with their reasons.
+func printPromotion(w io.Writer, st *node.Status) {
+	p := st.Promotion
+	if p == nil {
+		return
+	}
+	c := p.Policy.Capacity
+	fmt.Fprintf(w, "\npromotion: %s, score %.0f, %d role changes", p.Reachable, p.Policy.Score, p.Policy.Changes)
+	if !p.Policy.HoldUntil.IsZero() && time.Now().Before(p.Policy.HoldUntil) {
+		fmt.Fprintf(w, ", no change before %s", p.Policy.HoldUntil.Format(time.TimeOnly))
+	}
+	fmt.Fprintln(w)
+	if p.Policy.Measured {
+		fmt.Fprintf(w, "measured: up %s/s, down %s/s, %.3g cores, %s memory, load %.2f per CPU, %.0f index lookups/s, uptime %s\n",
+			humanBytes(uint64(c.UpBps)), humanBytes(uint64(c.DownBps)), c.Cores, humanBytes(c.MemBytes), c.Load1,
+			c.IndexOpsPerSec, c.Uptime.Round(time.Second))
+	}
+	d := p.Demand
+	fmt.Fprintf(w, "demand: %s (bootstrap %s: %d supernodes for %d leaves, %d wanted)\n", d.Ask, p.Bootstrap, d.Supernodes, d.Leaves, d.Need)
+	if p.CheckInError != "" {
+		fmt.Fprintf(w, "check-in failing: %s\n", p.CheckInError)
+	}
+	decs := p.Policy.Decisions
+	if len(decs) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nDECIDED\tROLE\tWANT\tDID\tREASON\tTIMES\tFAILED GATES")
+	for _, r := range decs[max(0, len(decs)-10):] {
+		var failed []string
+		for _, g := range r.Gates {
+			if !g.OK {
+				failed = append(failed, g.Name+" "+g.Have+" (want "+g.Want+")")
+			}
+		}
+		reason := r.Reason
+		if r.Blocked != "" {
+			reason += " [waiting: " + r.Blocked + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.At.Format(time.TimeOnly), r.Role, r.Want, r.Action, reason,
+			r.Repeats, strings.Join(failed, "; "))
+	}
+	_ = tw.Flush()
 }
 
 func printBootstrapStatus(w io.Writer, body []byte) error {
@@ -126,6 +174,33 @@ func printBootstrapStatus(w io.Writer, body []byte) error {
 	for _, s := range st.Supernodes {
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%d\t%d\t%.1fs ago\n", s.PeerID, strings.Join(s.Addrs, ","),
 			s.Load.Leaves, s.Load.Capacity, s.Load.IndexFiles, s.Load.Neighbours, s.LastSeenMS/1000)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var ps struct {
+		Promotion *bootstrap.PromotionStatus `json:"promotion"`
+	}
+	if err := json.Unmarshal(body, &ps); err != nil || ps.Promotion == nil {
+		return nil
+	}
+	pl := ps.Promotion.Plan
+	fmt.Fprintf(w, "\npromotion: %d leaves, %d supernodes, %d wanted (%g leaves each, %g%% headroom): %s\n",
+		pl.Leaves, pl.Supernodes, pl.Need, ps.Promotion.LeavesPerSupernode, 100*ps.Promotion.Headroom, pl.Reason)
+	if len(ps.Promotion.Nodes) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tROLE\tDIAL-BACK\tUP (PROBE)\tDOWN (PROBE)\tKNOWN FOR\tASKED")
+	for _, n := range ps.Promotion.Nodes {
+		role := n.Role.String()
+		if !n.Auto {
+			role += " (pinned)"
+		} else if n.Declining {
+			role += " (declining)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/s\t%s/s\t%s\t%s\n", n.PeerID, role, n.Reachable, humanBytes(uint64(n.UpBps)),
+			humanBytes(uint64(n.DownBps)), time.Duration(n.SeenS*float64(time.Second)).Round(time.Second), n.Ask)
 	}
 	return tw.Flush()
 }

@@ -69,7 +69,7 @@ func TestConfigFileErrors(t *testing.T) {
 func TestEverySettingHasAFlagType(t *testing.T) {
 	for _, s := range settings {
 		switch s.def.(type) {
-		case string, []string, int, bool, interface{ String() string }:
+		case string, []string, int, float64, bool, interface{ String() string }:
 		default:
 			t.Errorf("setting %s has default of unsupported type %T", s.name, s.def)
 		}

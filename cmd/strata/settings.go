@@ -20,7 +20,7 @@ import (
 // its default; commands pick the ones they use by name.
 type setting struct {
 	name  string
-	def   any // string, []string, int, bool or time.Duration
+	def   any // string, []string, int, float64, bool or time.Duration
 	usage string
 }
 
@@ -40,6 +40,16 @@ var settings = []setting{
 	{"rescan", 2 * time.Second, "how often share folders are checked for changes"},
 	{"upload-slots", 4, "uploads served at once; more requesters wait in a queue and are told their place"},
 	{"max-upload-rate", "", "cap on upload bandwidth, e.g. 20KB, 5MB, 100Mbit (per second; empty: no cap)"},
+	{"check-in", time.Duration(0), "how often nodes check in for promotion (0: the bootstrap's default, 10s)"},
+	{"leaves-per-supernode", 0.0, "target leaves per supernode the promotion planner keeps (0: the default, 30; KaZaA ran about 100)"},
+	{"headroom", 0.0, "spare supernode capacity kept on top of the target ratio, e.g. 0.25 for 25% (0: the default, 0.25; negative: none)"},
+	{"promotion-hold", time.Duration(0), "least time between two role changes of a node (0: the default, 30m)"},
+	{"promotion-confidence", 0, "consecutive decisions that must want a role change before the node acts (0: the default, 2)"},
+	{"promotion-min-cores", 0.0, "least CPU cores available to the process for it to become a supernode (0: the default, 1)"},
+	{"promotion-max-load", 0.0, "highest 1-minute load per CPU at which a node still becomes a supernode (0: the default, 2; negative: no load gate)"},
+	{"probe-every", time.Duration(0), "least time between two bandwidth probes, run when no transfer measured the rates (0: the default, 10m)"},
+	{"promotion-request-rate", 0.0, "promotion requests (new nodes checking in, probes) per second one address may make (0: the default, 0.2)"},
+	{"promotion-request-burst", 0, "promotion requests one address may make at once (0: the default, 5)"},
 	{"api-token", "", "bearer token the control API requires (at least 16 characters); when empty, an API that is not on loopback generates one into <state-dir>/api-token. Clients send it as Authorization: Bearer"},
 }
 
@@ -84,6 +94,8 @@ func addSettingFlags(fs *pflag.FlagSet, names ...string) {
 			fs.Int(n, d, s.usage)
 		case bool:
 			fs.Bool(n, d, s.usage)
+		case float64:
+			fs.Float64(n, d, s.usage)
 		case time.Duration:
 			fs.Duration(n, d, s.usage)
 		}
@@ -164,6 +176,7 @@ func (c *config) source(name string) string {
 func (c *config) String(name string) string { return c.v.GetString(name) }
 func (c *config) Int(name string) int       { return c.v.GetInt(name) }
 func (c *config) Bool(name string) bool     { return c.v.GetBool(name) }
+func (c *config) Float(name string) float64 { return c.v.GetFloat64(name) }
 func (c *config) Duration(name string) time.Duration {
 	return c.v.GetDuration(name)
 }

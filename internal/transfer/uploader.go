@@ -336,6 +336,17 @@ func (u *Uploader) send(ctx context.Context, st *session.Stream, f *os.File, up 
 	return nil
 }
 
+// Pace waits until n more bytes may be sent under the upload cap (at once
+// without one), taking them from the bucket every upload shares. Other
+// uploads of the node's, such as a bandwidth probe, go through it so the
+// cap shows in what they measure. It fails only when ctx ends.
+func (u *Uploader) Pace(ctx context.Context, n int) error {
+	if u.bucket == nil {
+		return ctx.Err()
+	}
+	return u.bucket.wait(ctx, n)
+}
+
 // admit gives the request a slot or a queue place.
 func (u *Uploader) admit(peer proto.PeerID, req *proto.RangeRequest) (*upload, error) {
 	u.mu.Lock()

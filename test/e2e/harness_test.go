@@ -76,6 +76,12 @@ func (s *syncBuffer) String() string {
 // start runs `strata args...` and waits for its ready line.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with extra environment variables ("KEY=value").
+func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
 	for i, a := range args {
 		if a == "--state-dir" && i+1 < len(args) {
@@ -83,6 +89,9 @@ func start(t *testing.T, name string, args ...string) *proc {
 		}
 	}
 	p.cmd = exec.Command(binary, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = p.logs
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
