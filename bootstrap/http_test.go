@@ -135,7 +135,6 @@ func TestAPITopologyAndMetrics(t *testing.T) {
 		"strata_bootstrap_free_slots 7\n",
 		"strata_bootstrap_index_files 50\n",
 		"strata_bootstrap_leaves_per_supernode 4\n",
-		"strata_bootstrap_pending_promotion 0\n",
 		`strata_bootstrap_requests_total{type="Register",outcome="ok"} 2` + "\n",
 		`strata_bootstrap_requests_total{type="Topology",outcome="ok"} 1` + "\n",
 		`strata_bootstrap_requests_total{type="Register",outcome="refused"} 1` + "\n",
