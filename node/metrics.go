@@ -135,11 +135,7 @@ func (m *nodeMetrics) collect() {
 	m.role.Set(1, st.Role.String())
 	m.uptime.Set(st.UptimeS)
 
-	attached := 0.0
-	if st.Attached != nil {
-		attached = 1
-	}
-	m.connections.Set(attached, "supernode")
+	m.connections.Set(float64(len(st.Attachments)), "supernode")
 	var s SupernodeStatus
 	if st.Supernode != nil {
 		s = *st.Supernode

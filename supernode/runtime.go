@@ -278,6 +278,13 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 			return
 		case *proto.Ping:
 			_ = st.Send(&proto.Pong{Nonce: m.Nonce})
+		case *proto.PeerList:
+			// A leaf asks for other supernodes (for its host cache and
+			// for failover); what it sent is ignored.
+			r.mu.Lock()
+			list := r.core.PeerList()
+			r.mu.Unlock()
+			_ = st.Send(list)
 		default:
 			problem = "unexpected " + m.Type().String() + " on a leaf session"
 		}

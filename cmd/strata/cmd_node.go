@@ -12,16 +12,17 @@ import (
 
 func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
-var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
+var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role", "supernodes",
 	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a node: share folders, search the network, and serve as a supernode when needed",
-		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s), attaches
-to one, uploads the list of files in its --share folders (and sends changes as
-they happen), and answers to "strata search" and "strata status" on its local
+		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s) (or, when
+none answers, from the host cache of supernodes it has seen), attaches to
+--supernodes of them (default 2), uploads the list of files in its --share
+folders to each (and sends changes as they happen), and answers to "strata search" and "strata status" on its local
 control API (--api). With --role auto (the default) it becomes a supernode when
 the network needs one; --role leaf and --role supernode pin the role.
 An --api address that is not loopback needs a bearer token: --api-token, or
@@ -51,7 +52,7 @@ When ready it prints one JSON line to standard output:
 			n, err := node.New(node.Config{
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
-				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
+				Role: c.String("role"), Supernodes: c.Int("supernodes"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
 				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate, APIToken: c.String("api-token"),
 				Logger: log,
 			})
