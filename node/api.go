@@ -20,22 +20,22 @@ import (
 
 // Status is what `strata status` shows for a node.
 type Status struct {
-	PeerID     proto.PeerID          `json:"peer_id"`
-	Role       proto.Role            `json:"role"`
-	RolePolicy string                `json:"role_policy"`
-	Listen     []string              `json:"listen"`
-	API        string                `json:"api"`
-	UptimeS    float64               `json:"uptime_s"`
-	Shares     shares.Stats          `json:"shares"`
-	Attached   *AttachedStatus       `json:"attached,omitempty"` // the supernode searches go to first
+	PeerID     proto.PeerID    `json:"peer_id"`
+	Role       proto.Role      `json:"role"`
+	RolePolicy string          `json:"role_policy"`
+	Listen     []string        `json:"listen"`
+	API        string          `json:"api"`
+	UptimeS    float64         `json:"uptime_s"`
+	Shares     shares.Stats    `json:"shares"`
+	Attached   *AttachedStatus `json:"attached,omitempty"` // the supernode searches go to first
 	// Attachments lists every supernode a leaf is attached to, healthiest
 	// (where searches go first) first; Wanted is how many it keeps.
-	Attachments []AttachedStatus `json:"attachments"`
-	Wanted      int              `json:"supernodes_wanted"`
-	HostCache   int              `json:"host_cache"` // supernodes in the persisted host cache
-	Uploads    transfer.UploadStatus `json:"uploads"`
-	Supernode  *SupernodeStatus      `json:"supernode,omitempty"`
-	Events     []Event               `json:"events"`
+	Attachments []AttachedStatus      `json:"attachments"`
+	Wanted      int                   `json:"supernodes_wanted"`
+	HostCache   int                   `json:"host_cache"` // supernodes in the persisted host cache
+	Uploads     transfer.UploadStatus `json:"uploads"`
+	Supernode   *SupernodeStatus      `json:"supernode,omitempty"`
+	Events      []Event               `json:"events"`
 }
 
 // AttachedStatus is one of a leaf's supernodes.

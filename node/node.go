@@ -147,7 +147,7 @@ type Node struct {
 	role     proto.Role
 	sn       *supernode.Runtime
 	atts     []*attachment // a leaf's live attachments, in the order made
-	observed string // our address as a bootstrap saw it
+	observed string        // our address as a bootstrap saw it
 	events   []Event
 
 	wg sync.WaitGroup
