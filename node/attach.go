@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -32,6 +33,9 @@ const (
 	lostHold = 5 * time.Second
 	// maxAttachRetry caps the wait before a failing candidate is tried again.
 	maxAttachRetry = 30 * time.Second
+	// attachCheckEvery is how often a full set is checked for supernodes
+	// that stopped answering.
+	attachCheckEvery = 250 * time.Millisecond
 	// fillBackoffMax caps the wait between rounds that found no new supernode.
 	fillBackoffMax = 5 * time.Second
 	// freshFor is how recent a host-cache entry must be to be tried in
@@ -212,24 +216,47 @@ func (n *Node) removeAttachment(a *attachment) {
 	}
 }
 
-// leafLoop keeps the node attached to Config.Supernodes supernodes until
-// ctx ends or the node becomes a supernode. Each attachment runs in its
-// own goroutine; when one ends the loop refills at once. On shutdown every
-// attachment says goodbye before the loop returns.
+// leafLoop keeps the node attached to Config.Supernodes responsive
+// supernodes until ctx ends or the node becomes a supernode. Each attachment
+// runs in its own goroutine; when one ends the loop refills at once. It is
+// make-before-break: an attachment whose supernode stops answering pings
+// no longer counts, so a replacement is attached while the silent one waits
+// for its connection to time out; when more than enough answer, the least
+// healthy leave. On shutdown every attachment says goodbye before the loop
+// returns.
 func (n *Node) leafLoop(ctx context.Context) {
 	m := &attachManager{n: n, plan: newAttachPlan(rand.Uint64()), changed: make(chan struct{}, 1)}
 	defer m.wg.Wait()
+	check := time.NewTicker(attachCheckEvery)
+	defer check.Stop()
+	want := n.wantSupernodes()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil && n.Role() == proto.RoleLeaf {
-		have := len(n.attachments())
-		if have >= n.wantSupernodes() {
+		atts := n.attachments() // healthiest first
+		now := time.Now()
+		var live []*attachment
+		for _, a := range atts {
+			if !a.unresponsive(now) {
+				live = append(live, a)
+			}
+		}
+		if len(live) > want {
+			for _, a := range atts {
+				if !slices.Contains(live[:want], a) {
+					a.leave(fmt.Sprintf("%d supernodes answer and --supernodes is %d: keeping the healthiest", len(live), want))
+				}
+			}
+		}
+		need := min(want-len(live), 2*want-len(atts))
+		if need <= 0 {
 			select {
 			case <-ctx.Done():
 			case <-m.changed:
+			case <-check.C:
 			}
 			continue
 		}
-		added, promoted := m.fill(ctx, n.wantSupernodes()-have)
+		added, promoted := m.fill(ctx, need)
 		if promoted {
 			return
 		}

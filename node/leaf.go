@@ -36,6 +36,7 @@ type attachment struct {
 	done    chan struct{}
 	once    sync.Once
 	why     string
+	leaving bool // ended by the leaf on purpose: say goodbye
 
 	// Health, for choosing where searches go.
 	pingNonce uint64
@@ -138,6 +139,19 @@ func (a *attachment) push(d shares.Diff) {
 	case a.wake <- struct{}{}:
 	default:
 	}
+}
+
+// leave ends the attachment on purpose: the leaf says goodbye, so the
+// supernode drops its files at once, and the manager refills the set. It is
+// how a surplus attachment is shed, and how a supernode's request that its
+// leaves move elsewhere is to be honoured.
+func (a *attachment) leave(why string) {
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.why, a.leaving = why, true
+		a.mu.Unlock()
+		close(a.done)
+	})
 }
 
 func (a *attachment) close(why string) {
@@ -267,6 +281,14 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 			a.st.Finish()
 			return
 		case <-a.done:
+			a.mu.Lock()
+			leaving, why := a.leaving, a.why
+			a.mu.Unlock()
+			if leaving {
+				_ = a.st.SetWriteDeadline(time.Now().Add(time.Second))
+				_ = a.st.Send(&proto.Goodbye{Reason: why})
+				a.st.Finish()
+			}
 			return
 		case <-a.conn.Context().Done():
 			a.close("connection lost")
