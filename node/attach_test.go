@@ -99,3 +99,48 @@ func TestSupernodesValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestLeafSearchesThroughEitherSupernode: two leaves attached to both of two
+// supernodes. A file indexed at both is reported once; with one supernode
+// stopped, searches still find it through the other at once, and the
+// leaves' host caches hold both supernodes.
+func TestLeafSearchesThroughEitherSupernode(t *testing.T) {
+	bs := startBootstrap(t)
+	snA := startNode(t, "sn-a", func(c *Config) { c.Role, c.Bootstraps = RoleSupernode, []string{bs} })
+	snB := startNode(t, "sn-b", func(c *Config) { c.Role, c.Bootstraps = RoleSupernode, []string{bs} })
+	shared := t.TempDir()
+	writeMP3(t, shared, "twice indexed.mp3", "Both", "Twice", 7)
+	holder := startNode(t, "holder", func(c *Config) { c.Bootstraps, c.ShareDirs = []string{bs}, []string{shared} })
+	asker := startNode(t, "asker", func(c *Config) { c.Bootstraps = []string{bs} })
+	for _, r := range []*running{holder, asker} {
+		waitFor(t, "two attachments", func() bool { return len(r.n.Status().Attachments) == 2 })
+	}
+	waitFor(t, "the file indexed at both supernodes", func() bool {
+		a, b := snA.n.Status().Supernode.IndexFiles, snB.n.Status().Supernode.IndexFiles
+		return a == 1 && b == 1
+	})
+	find := func() ([]proto.Hit, error) {
+		var hits []proto.Hit
+		err := asker.n.Search(testCtx(t), "twice", 10, time.Second, func(h proto.Hit) bool {
+			hits = append(hits, h)
+			return true
+		})
+		return hits, err
+	}
+	hits, err := find()
+	if err != nil || len(hits) != 1 || hits[0].Holder.ID != holder.n.PeerID() {
+		t.Fatalf("search with both supernodes: %v, %+v; want the file once", err, hits)
+	}
+	if n := asker.n.Status().HostCache; n < 2 {
+		t.Errorf("host cache holds %d supernodes, want both", n)
+	}
+	snA.stop()
+	hits, err = find()
+	if err != nil || len(hits) != 1 {
+		t.Fatalf("search right after a supernode stopped: %v, %+v", err, hits)
+	}
+	waitFor(t, "the stopped supernode dropped", func() bool {
+		st := asker.n.Status()
+		return len(st.Attachments) == 1 && st.Attachments[0].Supernode.ID == snB.n.PeerID()
+	})
+}
