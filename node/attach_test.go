@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +144,13 @@ func TestLeafSearchesThroughEitherSupernode(t *testing.T) {
 		st := asker.n.Status()
 		return len(st.Attachments) == 1 && st.Attachments[0].Supernode.ID == snB.n.PeerID()
 	})
+	// It told its leaves goodbye as it stopped, rather than leaving them to
+	// notice the silence.
+	said := false
+	for _, e := range asker.n.Status().Events {
+		said = said || strings.Contains(e.What, "supernode said goodbye: supernode shutting down")
+	}
+	if !said {
+		t.Errorf("no goodbye from the stopped supernode in the events: %+v", asker.n.Status().Events)
+	}
 }

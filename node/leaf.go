@@ -54,6 +54,9 @@ const (
 	// unanswered this long: searches avoid it (and abandon a search on it
 	// that has no hits yet) before the connection's idle timeout ends it.
 	attachPingTimeout = time.Second
+	// searchSuspectMin is the least a search waits on an unanswered ping
+	// before it tries another supernode.
+	searchSuspectMin = 250 * time.Millisecond
 	// peerListEvery is how often a leaf asks its supernodes for other
 	// supernodes, to refresh its host cache.
 	peerListEvery = 30 * time.Second
@@ -78,6 +81,18 @@ func (a *attachment) unresponsive(now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.unresponsiveLocked(now)
+}
+
+// suspect reports whether a search on the attachment that has no hits yet
+// should be given up and sent elsewhere: the connection is gone, or a ping
+// is unanswered for ten round trips (at least searchSuspectMin, at most
+// attachPingTimeout). Cheaper than waiting: a wrong guess costs one more
+// query on the other supernode.
+func (a *attachment) suspect(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wait := min(max(10*a.rtt, searchSuspectMin), attachPingTimeout)
+	return (!a.pingSent.IsZero() && now.Sub(a.pingSent) > wait) || a.conn.Context().Err() != nil || isClosed(a.done)
 }
 
 func (a *attachment) unresponsiveLocked(now time.Time) bool {
@@ -263,6 +278,9 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 				a.pong(m.Nonce, time.Now())
 			case *proto.PeerList:
 				n.hosts.Add(time.Now(), m.Peers...)
+			case *proto.Goodbye:
+				a.close("supernode said goodbye: " + m.Reason)
+				return
 			case *proto.ErrorMsg:
 				n.log.Warn("supernode notice", zap.Stringer("supernode", a.sn.ID), zap.String("message", m.Message))
 			}
@@ -419,9 +437,11 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 		before := got
 		err := n.searchVia(ctx, att, q, timeout, emit)
 		att.searched(err)
-		if err == nil || got > before || ctx.Err() != nil || errors.As(err, new(*proto.Error)) {
+		if code := proto.CodeOf(err); err == nil || got > before || ctx.Err() != nil ||
+			code == proto.CodeBadRequest || code == proto.CodeRateLimited {
 			// Done, or failed after hits (a retry would repeat them), or
-			// the supernode answered with a refusal (rate limit, bad query).
+			// an answer about the query or the asker (bad query, rate limit)
+			// that another supernode would give too.
 			return err
 		}
 		n.log.Info("search failed before any hit; retrying on another supernode",
@@ -462,7 +482,7 @@ func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, ti
 				return
 			case now := <-t.C:
 				mu.Lock()
-				give := hits == 0 && (att.unresponsive(now) || isClosed(att.done))
+				give := hits == 0 && att.suspect(now)
 				abandoned = abandoned || give
 				mu.Unlock()
 				if give {
@@ -485,7 +505,12 @@ func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, ti
 			switch {
 			case gaveUp:
 				return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), errUnresponsive)
-			case err == io.EOF || ctx.Err() != nil:
+			case ctx.Err() != nil:
+				return nil
+			case err == io.EOF:
+				if hits == 0 && (isClosed(att.done) || att.conn.Context().Err() != nil) {
+					return fmt.Errorf("search via supernode %s: ended as the supernode went away", att.sn.ID.Short())
+				}
 				return nil
 			}
 			return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)

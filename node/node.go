@@ -498,11 +498,11 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 		_, _ = c.AddShares(n.PeerID(), n.lib.Files())
 		c.Learn(time.Now(), n.hosts.Infos()) // mesh candidates even with every bootstrap down
 	})
+	rt.Start(ctx) // before streams can reach it
 	n.mu.Lock()
 	n.sn = rt
 	n.mu.Unlock()
 	n.scanMu.Unlock()
-	rt.Start(ctx)
 	n.note("became a supernode: " + why)
 	// Later bootstrap sessions must present the supernode role.
 	n.mu.Lock()

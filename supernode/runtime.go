@@ -66,9 +66,12 @@ type Runtime struct {
 	searches map[proto.QueryID]chan []proto.Hit
 
 	queueDrops atomic.Uint64
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	// leafSessions counts leaf sessions being served, so Close can give
+	// them a moment to deliver their goodbyes.
+	leafSessions sync.WaitGroup
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 type link struct {
@@ -108,7 +111,13 @@ func (r *Runtime) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the role and waits for every goroutine it started.
+// leafGoodbyeWait bounds how long Close waits for leaves to hang up after
+// their goodbye (each hangs up as soon as it reads it).
+const leafGoodbyeWait = 1500 * time.Millisecond
+
+// Close stops the role and waits for every goroutine it started. Leaves are
+// told goodbye first; Close waits up to leafGoodbyeWait for them to hang up,
+// so the goodbyes are delivered before the node closes its transport.
 func (r *Runtime) Close() {
 	if r.cancel != nil {
 		r.cancel()
@@ -118,6 +127,12 @@ func (r *Runtime) Close() {
 		l.close()
 	}
 	r.mu.Unlock()
+	hungUp := make(chan struct{})
+	go func() { r.leafSessions.Wait(); close(hungUp) }()
+	select {
+	case <-hungUp:
+	case <-time.After(leafGoodbyeWait):
+	}
 	r.wg.Wait()
 }
 
@@ -236,31 +251,48 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 		return
 	}
 	r.log.Info("leaf attached", zap.Stringer("leaf", info.ID), zap.Strings("addrs", info.Addrs))
+	r.leafSessions.Add(1)
+	defer r.leafSessions.Done()
 	reason := "connection ended"
 	defer func() { r.detach(info.ID, reason) }()
 	// A leaf session ends when its stream or connection does.
 	stop := context.AfterFunc(s.Context(), func() { st.CancelRead(proto.CodeOK) })
 	defer stop()
+	// When the role stops (the node shutting down), the leaf is told
+	// goodbye, so it moves to another supernode at once instead of after
+	// the idle timeout; it hangs up, which ends this loop. Writes from the
+	// loop and the goodbye are serialised.
+	var wmu sync.Mutex
+	write := func(f func()) { wmu.Lock(); defer wmu.Unlock(); f() }
+	bye := context.AfterFunc(r.ctx, func() {
+		write(func() {
+			_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = st.Send(&proto.Goodbye{Reason: "supernode shutting down"})
+			_ = st.Close()
+		})
+	})
+	defer bye()
 	for {
 		msg, err := st.Recv()
 		if err != nil {
 			if err != io.EOF && proto.CodeOf(err) != proto.CodeOK {
 				reason = err.Error()
 				if errors.As(err, new(*proto.Error)) {
-					st.Fail(err)
+					write(func() { st.Fail(err) })
 				}
 			}
-			st.Finish()
+			write(st.Finish)
 			return
 		}
 		var problem string
+		var answer proto.Message
 		switch m := msg.(type) {
 		case *proto.ShareAdd:
 			r.mu.Lock()
 			res, err := r.core.AddShares(info.ID, m.Entries)
 			r.mu.Unlock()
 			if err != nil {
-				st.Fail(err)
+				write(func() { st.Fail(err) })
 				return
 			}
 			problem = res.Problem()
@@ -269,28 +301,30 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 			_, err := r.core.RemoveShares(info.ID, m.Refs)
 			r.mu.Unlock()
 			if err != nil {
-				st.Fail(err)
+				write(func() { st.Fail(err) })
 				return
 			}
 		case *proto.Goodbye:
 			reason = "leaf said goodbye: " + m.Reason
-			st.Finish()
+			write(st.Finish)
 			return
 		case *proto.Ping:
-			_ = st.Send(&proto.Pong{Nonce: m.Nonce})
+			answer = &proto.Pong{Nonce: m.Nonce}
 		case *proto.PeerList:
 			// A leaf asks for other supernodes (for its host cache and
 			// for failover); what it sent is ignored.
 			r.mu.Lock()
-			list := r.core.PeerList()
+			answer = r.core.PeerList()
 			r.mu.Unlock()
-			_ = st.Send(list)
 		default:
 			problem = "unexpected " + m.Type().String() + " on a leaf session"
 		}
 		if problem != "" {
 			// Not fatal: the leaf logs it and its other files stay indexed.
-			_ = st.Send(&proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem})
+			answer = &proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem}
+		}
+		if answer != nil {
+			write(func() { _ = st.Send(answer) })
 		}
 	}
 }
@@ -318,6 +352,12 @@ func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Q
 		select {
 		case batch, ok := <-hits:
 			if !ok {
+				if r.ctx.Err() != nil || s.Context().Err() != nil {
+					// Not the search's natural end (the supernode or this
+					// session is closing): tell the asker, so a leaf with
+					// another supernode asks there.
+					_ = st.Send(&proto.ErrorMsg{Code: proto.CodeShutdown, Message: "supernode shutting down"})
+				}
 				return
 			}
 			if err := st.Send(&proto.QueryHits{ID: q.ID, Hits: batch}); err != nil {

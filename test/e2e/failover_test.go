@@ -472,3 +472,47 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 		return hasTwoWithout(getter, primary)
 	})
 }
+
+// TestSupernodeShutdownHandsOff: a supernode stopped with SIGTERM tells its
+// leaves goodbye, so they move to another supernode at once rather than
+// after the connection's idle timeout.
+func TestSupernodeShutdownHandsOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	var sns []*proc
+	for i := range 3 {
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "supernode")...))
+	}
+	var ls []*proc
+	for i := range 3 {
+		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--supernodes", "2")...))
+	}
+	for _, p := range ls {
+		eventually(t, 15*time.Second, p.name+" did not attach to two supernodes", func() bool {
+			return len(p.status().Attachments) == 2
+		})
+	}
+	victim := sns[0]
+	var moved []*proc
+	for _, p := range ls {
+		if attachedTo(p.status())[victim.ready.PeerID] {
+			moved = append(moved, p)
+		}
+	}
+	stoppedAt := time.Now()
+	victim.stop()
+	for _, p := range moved {
+		eventually(t, 10*time.Second, p.name+" did not get two supernodes again", func() bool {
+			return hasTwoWithout(p, victim.ready.PeerID)
+		})
+		st := p.status()
+		bye := eventTime(st, stoppedAt, "detached from supernode "+victim.ready.PeerID.Short()+": supernode said goodbye")
+		if bye.IsZero() {
+			t.Errorf("%s was not told goodbye: %+v", p.name, st.Events)
+			continue
+		}
+		t.Logf("FIGURE: SIGTERM: %s told goodbye %v after the signal", p.name, bye.Sub(stoppedAt).Round(time.Millisecond))
+	}
+}
