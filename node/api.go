@@ -30,12 +30,15 @@ type Status struct {
 	Attached   *AttachedStatus `json:"attached,omitempty"` // the supernode searches go to first
 	// Attachments lists every supernode a leaf is attached to, healthiest
 	// (where searches go first) first; Wanted is how many it keeps.
-	Attachments []AttachedStatus      `json:"attachments"`
-	Wanted      int                   `json:"supernodes_wanted"`
-	HostCache   int                   `json:"host_cache"` // supernodes in the persisted host cache
-	Uploads     transfer.UploadStatus `json:"uploads"`
-	Supernode   *SupernodeStatus      `json:"supernode,omitempty"`
-	Events      []Event               `json:"events"`
+	Attachments []AttachedStatus `json:"attachments"`
+	Wanted      int              `json:"supernodes_wanted"`
+	HostCache   int              `json:"host_cache"` // supernodes in the persisted host cache
+	// SearchRetries counts searches that failed on one supernode before
+	// any hit and were sent again on another.
+	SearchRetries uint64                `json:"search_retries"`
+	Uploads       transfer.UploadStatus `json:"uploads"`
+	Supernode     *SupernodeStatus      `json:"supernode,omitempty"`
+	Events        []Event               `json:"events"`
 }
 
 // AttachedStatus is one of a leaf's supernodes.
@@ -71,7 +74,7 @@ func (n *Node) Status() Status {
 		Attachments: []AttachedStatus{}}
 	sn := n.sn
 	n.mu.Unlock()
-	st.HostCache = n.hosts.Len()
+	st.HostCache, st.SearchRetries = n.hosts.Len(), n.searchRetries.Load()
 	if n.api != nil {
 		st.API = n.api.Addr().String()
 	}

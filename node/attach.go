@@ -308,7 +308,9 @@ func (m *attachManager) fill(ctx context.Context, need int) (added int, promoted
 	for _, e := range n.hosts.Entries() {
 		cands, seen = append(cands, e.Info()), append(seen, e.LastSeen)
 	}
-	added = m.tryAll(ctx, m.plan.order(now, cands, seen), need)
+	// A long-offline node's cache may be all dead: try a few entries per
+	// round before asking a bootstrap (the ones that failed wait anyway).
+	added = m.tryAll(ctx, m.plan.order(now, cands, seen), need, 2*need+2)
 	if added >= need || ctx.Err() != nil {
 		return added, false
 	}
@@ -338,7 +340,7 @@ func (m *attachManager) fill(ctx context.Context, need int) (added int, promoted
 		n.becomeSupernode(ctx, "bootstrap "+used+" found no supernode with room")
 		return added, true
 	}
-	added += m.tryAll(ctx, reply.Supernodes, need-added)
+	added += m.tryAll(ctx, reply.Supernodes, need-added, proto.MaxPeers)
 	if added < need && have+added == 0 {
 		m.warn("no supernode took this node yet; retrying", zap.Int("offered", len(reply.Supernodes)))
 	}
@@ -346,14 +348,16 @@ func (m *attachManager) fill(ctx context.Context, need int) (added int, promoted
 }
 
 // tryAll attaches to up to need of cands, need at a time in parallel,
-// following redirects, and reports how many attachments it added.
-func (m *attachManager) tryAll(ctx context.Context, cands []proto.PeerInfo, need int) int {
+// following redirects, trying at most budget candidates, and reports how
+// many attachments it added.
+func (m *attachManager) tryAll(ctx context.Context, cands []proto.PeerInfo, need, budget int) int {
 	n := m.n
 	added := 0
 	skip := func(id proto.PeerID) bool { return id == n.PeerID() || n.attachedTo(id) }
 	tried := map[proto.PeerID]bool{}
-	for added < need && ctx.Err() == nil {
-		batch := m.plan.pick(time.Now(), cands, func(id proto.PeerID) bool { return tried[id] || skip(id) }, need-added)
+	for added < need && len(tried) < budget && ctx.Err() == nil {
+		batch := m.plan.pick(time.Now(), cands, func(id proto.PeerID) bool { return tried[id] || skip(id) },
+			min(need-added, budget-len(tried)))
 		if len(batch) == 0 {
 			return added
 		}

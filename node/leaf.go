@@ -432,7 +432,8 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 		return errors.New("not attached to a supernode yet; check `strata status` and the --bootstrap address")
 	}
 	var errs []error
-	for _, att := range atts[:min(2, len(atts))] {
+	tries := atts[:min(2, len(atts))]
+	for i, att := range tries {
 		_, _ = rand.Read(q.ID[:]) // a retry is a new query: the mesh may have seen the first
 		before := got
 		err := n.searchVia(ctx, att, q, timeout, emit)
@@ -444,9 +445,12 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 			// that another supernode would give too.
 			return err
 		}
-		n.log.Info("search failed before any hit; retrying on another supernode",
-			zap.Stringer("supernode", att.sn.ID), zap.Error(err))
 		errs = append(errs, err)
+		if i+1 < len(tries) {
+			n.searchRetries.Add(1)
+			n.log.Info("search failed before any hit; retrying on another supernode",
+				zap.Stringer("supernode", att.sn.ID), zap.Error(err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -139,7 +140,8 @@ type Node struct {
 	up  *transfer.Uploader
 	dl  *transfer.Manager
 
-	hosts *hostcache.Cache // supernodes seen, persisted in <StateDir>/hostcache
+	hosts         *hostcache.Cache // supernodes seen, persisted in <StateDir>/hostcache
+	searchRetries atomic.Uint64    // searches sent again on another supernode
 
 	scanMu sync.Mutex // held while scanning and while a new attachment snapshots the shares
 

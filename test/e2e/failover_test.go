@@ -264,9 +264,10 @@ func TestSupernodeFailover(t *testing.T) {
 			t.Errorf("search failed: %v", o.err)
 		}
 	}
-	retried, shed := 0, 0
+	var retried uint64
+	shed := 0
 	for _, p := range ls[:searchers] {
-		retried += strings.Count(p.logs.String(), "retrying on another supernode")
+		retried += p.status().SearchRetries
 	}
 	for _, p := range ls {
 		shed += strings.Count(p.logs.String(), "keeping the healthiest")
