@@ -42,8 +42,11 @@ function renderStatus(st) {
     const a = st.attached;
     const attached = $("attached");
     if (a) {
-      attached.textContent = `${shortID(a.supernode.peer_id)} at ${(a.supernode.addrs || []).join(", ")}`;
-      attached.title = a.supernode.peer_id;
+      // Every supernode the leaf is attached to, the one searches go to first first.
+      const all = st.attachments && st.attachments.length ? st.attachments : [a];
+      attached.textContent = all.map((x) => `${shortID(x.supernode.peer_id)} at ${(x.supernode.addrs || []).join(", ")}` +
+        (x.responsive === false ? " (not answering)" : "")).join("; ");
+      attached.title = all.map((x) => x.supernode.peer_id).join(" ");
       text("attached-since", fmtDuration(a.since_s));
     } else {
       attached.textContent = "not attached";
