@@ -528,15 +528,16 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 			c.SetAddrs(n.listenAddrs(), proto.ReachUnknown)
 			load = c.Load()
 		})
+		registered := false
 		if len(n.cfg.Bootstraps) > 0 {
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			replies, err := n.bootstrapClient().Register(rctx, n.cfg.Bootstraps, n.listenAddrs(), load)
 			cancel()
+			registered = err == nil
 			if err != nil && ctx.Err() == nil && !warned {
 				n.log.Warn("cannot register with any bootstrap server; will keep trying, meanwhile finding mesh neighbours through the host cache", zap.Error(err))
 				warned = true
 			}
-			n.refreshHosts(rt, err != nil)
 			var topo proto.Topology
 			rt.With(func(c *supernode.Core) {
 				for _, nb := range c.Neighbours() {
@@ -559,6 +560,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 				cancel()
 			}
 		}
+		n.refreshHosts(rt, !registered)
 		select {
 		case <-ctx.Done():
 			return

@@ -90,10 +90,10 @@ func bootstrapSupernodes(p *proc) int {
 }
 
 // failoverLeaves is how many leaves TestSupernodeFailover attaches to the
-// supernode it kills: STRATA_FAILOVER_LEAVES, or 8 (50 is the issue's
+// supernode it kills: STRATA_FAILOVER_LEAVES, or 10 (50 is the issue's
 // figure; it needs more than the CI machine's two cores give in seconds).
 func failoverLeaves(t *testing.T) int {
-	n := 8
+	n := 10
 	if s := os.Getenv("STRATA_FAILOVER_LEAVES"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 2 || v > 200 {
