@@ -20,25 +20,40 @@ import (
 
 // Status is what `strata status` shows for a node.
 type Status struct {
-	PeerID     proto.PeerID          `json:"peer_id"`
-	Role       proto.Role            `json:"role"`
-	RolePolicy string                `json:"role_policy"`
-	Listen     []string              `json:"listen"`
-	API        string                `json:"api"`
-	UptimeS    float64               `json:"uptime_s"`
-	Shares     shares.Stats          `json:"shares"`
-	Attached   *AttachedStatus       `json:"attached,omitempty"`
-	Uploads    transfer.UploadStatus `json:"uploads"`
-	Supernode  *SupernodeStatus      `json:"supernode,omitempty"`
+	PeerID     proto.PeerID    `json:"peer_id"`
+	Role       proto.Role      `json:"role"`
+	RolePolicy string          `json:"role_policy"`
+	Listen     []string        `json:"listen"`
+	API        string          `json:"api"`
+	UptimeS    float64         `json:"uptime_s"`
+	Shares     shares.Stats    `json:"shares"`
+	Attached   *AttachedStatus `json:"attached,omitempty"` // the supernode searches go to first
+	// Attachments lists every supernode a leaf is attached to, healthiest
+	// (where searches go first) first; Wanted is how many it keeps.
+	Attachments []AttachedStatus `json:"attachments"`
+	Wanted      int              `json:"supernodes_wanted"`
+	HostCache   int              `json:"host_cache"` // supernodes in the persisted host cache
+	// SearchRetries counts searches that failed on one supernode before
+	// any hit and were sent again on another.
+	SearchRetries uint64                `json:"search_retries"`
+	Uploads       transfer.UploadStatus `json:"uploads"`
+	Supernode     *SupernodeStatus      `json:"supernode,omitempty"`
 	// Promotion is the promotion engine: measurements, demand, decisions.
 	Promotion *PromotionStatus `json:"promotion,omitempty"`
 	Events    []Event          `json:"events"`
 }
 
-// AttachedStatus is a leaf's supernode.
+// AttachedStatus is one of a leaf's supernodes.
 type AttachedStatus struct {
 	Supernode proto.PeerInfo `json:"supernode"`
 	SinceS    float64        `json:"since_s"`
+	// RTTMS is the smoothed round trip of pings on the attach stream.
+	RTTMS float64 `json:"rtt_ms"`
+	// Responsive is false while a ping has gone unanswered for a second.
+	Responsive bool `json:"responsive"`
+	// SearchFailures counts searches through it that failed since the last
+	// one that worked.
+	SearchFailures int `json:"search_failures"`
 }
 
 // SupernodeStatus is the supernode role's state.
@@ -57,17 +72,23 @@ type SupernodeStatus struct {
 func (n *Node) Status() Status {
 	n.mu.Lock()
 	st := Status{PeerID: n.PeerID(), Role: n.role, RolePolicy: n.cfg.Role, UptimeS: time.Since(n.start).Seconds(),
-		Events: append([]Event(nil), n.events...), Listen: n.listenAddrsLocked()}
-	sn, att := n.sn, n.att
+		Events: append([]Event(nil), n.events...), Listen: n.listenAddrsLocked(), Wanted: n.cfg.Supernodes,
+		Attachments: []AttachedStatus{}}
+	sn := n.sn
 	n.mu.Unlock()
+	st.HostCache, st.SearchRetries = n.hosts.Len(), n.searchRetries.Load()
 	if n.api != nil {
 		st.API = n.api.Addr().String()
 	}
 	st.Shares = n.lib.Stats()
 	st.Uploads = n.up.Status()
 	st.Promotion = n.promotionStatus()
-	if att != nil {
-		st.Attached = &AttachedStatus{Supernode: att.sn, SinceS: time.Since(att.at).Seconds()}
+	now := time.Now()
+	for _, a := range n.attachments() {
+		st.Attachments = append(st.Attachments, a.status(now))
+	}
+	if len(st.Attachments) > 0 {
+		st.Attached = &st.Attachments[0]
 	}
 	if sn != nil {
 		s := &SupernodeStatus{QueueDrops: sn.QueueDrops()}

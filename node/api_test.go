@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ type running struct {
 	ready Ready
 	api   string // base URL, http://127.0.0.1:PORT
 	hc    *http.Client
+	stop  func() // stops the node and waits for it (also run at cleanup)
 }
 
 // startNode runs a node on loopback; edit changes its config first.
@@ -90,13 +92,17 @@ func startNode(t *testing.T, name string, edit func(*Config)) *running {
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx, func(r Ready) { readyc <- r }) }()
 	r := &running{n: n, hc: &http.Client{Transport: &http.Transport{}}}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s: Run: %v", name, err)
-		}
-		r.hc.CloseIdleConnections()
-	})
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("%s: Run: %v", name, err)
+			}
+			r.hc.CloseIdleConnections()
+		})
+	}
+	t.Cleanup(r.stop)
 	select {
 	case r.ready = <-readyc:
 	case err := <-done:

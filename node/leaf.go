@@ -18,7 +18,11 @@ import (
 	"github.com/strata-p2p/strata/supernode"
 )
 
-// attachment is a leaf's live session with its supernode.
+// attachment is one of a leaf's live sessions with a supernode. It ends
+// (close) when the connection is lost, the supernode ends the session, the
+// node shuts down or becomes a supernode, or something asks the leaf to
+// leave this supernode (a supernode moving its leaves); the attachment
+// manager (attach.go) then refills the set.
 type attachment struct {
 	sn   proto.PeerInfo
 	conn transport.Conn
@@ -32,9 +36,136 @@ type attachment struct {
 	done    chan struct{}
 	once    sync.Once
 	why     string
+	leaving bool // ended by the leaf on purpose: say goodbye
+	// moving is the reason the supernode gave for asking its leaves to
+	// move (proto.Move: it is stepping down); "" otherwise. A moving
+	// attachment no longer counts, so the leaf attaches elsewhere first and
+	// then leaves it (make-before-break).
+	moving string
 
-	move     chan []proto.PeerInfo // the supernode is stepping down (proto.Move)
-	searches sync.RWMutex          // held for reading by each search through it
+	// Health, for choosing where searches go.
+	pingNonce uint64
+	pingSent  time.Time     // zero when no ping is outstanding
+	rtt       time.Duration // smoothed round-trip time of pings; 0 before the first
+	failures  int           // searches through it that failed since the last that worked
+}
+
+// Health upkeep on an attachment.
+const (
+	// attachPingEvery is how often a leaf pings each supernode on its
+	// attach stream to measure the round trip.
+	attachPingEvery = 500 * time.Millisecond
+	// attachPingTimeout marks a supernode unresponsive when a ping is
+	// unanswered this long: searches avoid it (and abandon a search on it
+	// that has no hits yet) before the connection's idle timeout ends it.
+	attachPingTimeout = time.Second
+	// searchSuspectMin is the least a search waits on an unanswered ping
+	// before it tries another supernode.
+	searchSuspectMin = 250 * time.Millisecond
+	// peerListEvery is how often a leaf asks its supernodes for other
+	// supernodes, to refresh its host cache.
+	peerListEvery = 30 * time.Second
+	// unresponsivePenalty ranks an unresponsive attachment after every
+	// responsive one; failurePenalty counts each failed search.
+	unresponsivePenalty = time.Hour
+	failurePenalty      = 100 * time.Millisecond
+)
+
+// score ranks attachments for searches: lower is healthier.
+func (a *attachment) score(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.rtt + time.Duration(a.failures)*failurePenalty
+	if a.unresponsiveLocked(now) {
+		s += unresponsivePenalty
+	}
+	return s
+}
+
+func (a *attachment) unresponsive(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unresponsiveLocked(now)
+}
+
+// suspect reports whether a search on the attachment that has no hits yet
+// should be given up and sent elsewhere: the connection is gone, or a ping
+// is unanswered for ten round trips (at least searchSuspectMin, at most
+// attachPingTimeout). Cheaper than waiting: a wrong guess costs one more
+// query on the other supernode.
+func (a *attachment) suspect(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wait := min(max(10*a.rtt, searchSuspectMin), attachPingTimeout)
+	return (!a.pingSent.IsZero() && now.Sub(a.pingSent) > wait) || a.conn.Context().Err() != nil || isClosed(a.done)
+}
+
+func (a *attachment) unresponsiveLocked(now time.Time) bool {
+	return (!a.pingSent.IsZero() && now.Sub(a.pingSent) > attachPingTimeout) || a.conn.Context().Err() != nil || a.moving != ""
+}
+
+// moveRequested records that the supernode asked its leaves to move.
+func (a *attachment) moveRequested(reason string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if reason == "" {
+		reason = "supernode stepping down"
+	}
+	a.moving = reason
+}
+
+// movingWhy is the supernode's reason for asking the leaf to move, or "".
+func (a *attachment) movingWhy() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.moving
+}
+
+// searched records the outcome of a search through the attachment.
+func (a *attachment) searched(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.failures++
+	} else {
+		a.failures = 0
+	}
+}
+
+// pong records the answer to the outstanding ping.
+func (a *attachment) pong(nonce uint64, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pingSent.IsZero() || nonce != a.pingNonce {
+		return
+	}
+	sample := now.Sub(a.pingSent)
+	a.pingSent = time.Time{}
+	if a.rtt == 0 {
+		a.rtt = sample
+	} else {
+		a.rtt = (7*a.rtt + sample) / 8
+	}
+}
+
+// nextPing returns the ping to send, or nil while one is outstanding.
+func (a *attachment) nextPing(now time.Time) *proto.Ping {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.pingSent.IsZero() {
+		return nil
+	}
+	a.pingNonce++
+	a.pingSent = now
+	return &proto.Ping{Nonce: a.pingNonce}
+}
+
+func (a *attachment) status(now time.Time) AttachedStatus {
+	a.mu.Lock()
+	rtt, failures := a.rtt, a.failures
+	a.mu.Unlock()
+	return AttachedStatus{Supernode: a.sn, SinceS: now.Sub(a.at).Seconds(), RTTMS: float64(rtt.Microseconds()) / 1000,
+		Responsive: !a.unresponsive(now), SearchFailures: failures}
 }
 
 func (a *attachment) push(d shares.Diff) {
@@ -47,6 +178,19 @@ func (a *attachment) push(d shares.Diff) {
 	}
 }
 
+// leave ends the attachment on purpose: the leaf says goodbye, so the
+// supernode drops its files at once, and the manager refills the set. It is
+// how a surplus attachment is shed, and how a supernode's request that its
+// leaves move elsewhere is to be honoured.
+func (a *attachment) leave(why string) {
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.why, a.leaving = why, true
+		a.mu.Unlock()
+		close(a.done)
+	})
+}
+
 func (a *attachment) close(why string) {
 	a.once.Do(func() {
 		a.mu.Lock()
@@ -56,78 +200,6 @@ func (a *attachment) close(why string) {
 	})
 }
 
-// leafLoop keeps the node attached to a supernode: ask a bootstrap server,
-// try the supernodes it names (and their redirects), upload the share list,
-// then send changes until the session ends; then start again at once.
-func (n *Node) leafLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	lastWarn := time.Time{}
-	warn := func(msg string, fields ...zap.Field) {
-		if time.Since(lastWarn) > 10*time.Second {
-			lastWarn = time.Now()
-			n.log.Warn(msg, fields...)
-		}
-	}
-	for ctx.Err() == nil && n.Role() == proto.RoleLeaf {
-		want := proto.RoleUnknown
-		if n.cfg.Role == RoleLeaf {
-			want = proto.RoleLeaf
-		}
-		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		reply, used, err := n.bootstrapClient().Join(jctx, n.cfg.Bootstraps, want)
-		cancel()
-		if err != nil {
-			warn("cannot join the network yet", zap.Error(err))
-			sleepCtx(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		n.mu.Lock()
-		n.observed = reply.ObservedAddr
-		n.mu.Unlock()
-		if reply.Become == proto.RoleSupernode && n.cfg.Role == RoleAuto {
-			n.becomeSupernode(ctx, "bootstrap "+used+" found no supernode with room")
-			return
-		}
-		tried := map[proto.PeerID]bool{}
-		queue := append([]proto.PeerInfo(nil), reply.Supernodes...)
-		attached := false
-		for len(queue) > 0 && ctx.Err() == nil && !attached {
-			cand := queue[0]
-			queue = queue[1:]
-			if tried[cand.ID] || cand.ID == n.PeerID() {
-				continue
-			}
-			tried[cand.ID] = true
-			att, redirect, err := n.attach(ctx, cand)
-			if err != nil {
-				n.log.Debug("attach failed", zap.Stringer("supernode", cand.ID), zap.Error(err))
-				queue = append(queue, redirect...)
-				continue
-			}
-			attached = true
-			backoff = 100 * time.Millisecond
-			for att != nil { // a move hands over to the next attachment
-				att = n.runAttachment(ctx, att)
-			}
-		}
-		if !attached {
-			warn("no supernode took this node yet; retrying", zap.Int("tried", len(tried)))
-			sleepCtx(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
-		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // attach dials a supernode, asks to attach, and uploads every shared file.
 func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []proto.PeerInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -135,7 +207,10 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	var conn transport.Conn
 	var err error
 	for _, addr := range sn.Addrs {
-		if conn, err = n.tr.Dial(ctx, addr, sn.ID); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, attachDialTimeout)
+		conn, err = n.tr.Dial(dctx, addr, sn.ID)
+		cancel()
+		if err == nil {
 			break
 		}
 	}
@@ -170,39 +245,38 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	}
 	_ = st.SetDeadline(time.Time{})
 	sn.Addrs = supernode.Advertised(sn.Addrs, conn.RemoteAddr())
-	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{}),
-		move: make(chan []proto.PeerInfo, 1)}
+	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	n.mu.Lock()
-	if n.role != proto.RoleLeaf { // promoted while attaching: give the slot back
+	if n.role != proto.RoleLeaf || ctx.Err() != nil { // became a supernode, or shutting down, meanwhile
 		n.mu.Unlock()
 		_ = st.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = st.Send(&proto.Goodbye{Reason: "became a supernode"})
-		return fail(errors.New("became a supernode while attaching"))
+		_ = st.Send(&proto.Goodbye{Reason: "no longer a leaf"}) // give the slot back at once
+		return fail(errors.New("no longer a leaf"))
 	}
-	n.att = att
+	n.atts = append(n.atts, att)
+	count := len(n.atts)
 	n.mu.Unlock()
-	n.note(fmt.Sprintf("attached to supernode %s at %v", sn.ID.Short(), sn.Addrs))
+	n.hosts.Add(time.Now(), proto.PeerInfo{ID: sn.ID, Addrs: sn.Addrs, Role: proto.RoleSupernode, Load: sn.Load})
+	n.note(fmt.Sprintf("attached to supernode %s at %v (%d of %d)", sn.ID.Short(), sn.Addrs, count, n.wantSupernodes()))
 	return att, nil, nil
 }
 
-// runAttachment sends share changes and reads notices until the session
-// ends, then detaches. On shutdown it says goodbye so the files vanish at
-// once. When the supernode says it is stepping down (Move), the node
-// attaches elsewhere first and returns the new attachment to run next.
-func (n *Node) runAttachment(ctx context.Context, a *attachment) (next *attachment) {
+// runAttachment sends share changes, pings and peer-list requests, and
+// reads the supernode's answers, until the session ends; then it detaches.
+// On shutdown it says goodbye so the files vanish at once.
+func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 	defer func() {
-		n.mu.Lock()
-		if n.att == a {
-			n.att = nil
-		}
-		n.mu.Unlock()
+		n.removeAttachment(a)
 		_ = a.conn.CloseWithError(proto.CodeOK, "detached")
 		a.mu.Lock()
 		why := a.why
 		a.mu.Unlock()
 		n.note(fmt.Sprintf("detached from supernode %s: %s", a.sn.ID.Short(), why))
 	}()
+	readerDone := make(chan struct{})
+	defer func() { a.st.CancelRead(proto.CodeOK); <-readerDone }()
 	go func() {
+		defer close(readerDone)
 		for {
 			m, err := a.st.Recv()
 			if err != nil {
@@ -210,34 +284,59 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) (next *attachme
 				return
 			}
 			switch m := m.(type) {
+			case *proto.Pong:
+				a.pong(m.Nonce, time.Now())
+			case *proto.PeerList:
+				n.hosts.Add(time.Now(), m.Peers...)
+			case *proto.Move:
+				// The supernode is stepping down: its suggestions go first
+				// in the host cache, and the leaf loop attaches elsewhere
+				// before leaving this one.
+				n.log.Info("supernode is stepping down; moving", zap.Stringer("supernode", a.sn.ID), zap.String("reason", m.Reason))
+				n.hosts.Add(time.Now(), m.Peers...)
+				a.moveRequested(m.Reason)
+			case *proto.Goodbye:
+				a.close("supernode said goodbye: " + m.Reason)
+				return
 			case *proto.ErrorMsg:
 				n.log.Warn("supernode notice", zap.Stringer("supernode", a.sn.ID), zap.String("message", m.Message))
-			case *proto.Move:
-				n.log.Info("supernode is stepping down; moving", zap.Stringer("supernode", a.sn.ID), zap.String("reason", m.Reason))
-				select {
-				case a.move <- m.Peers:
-				default:
-				}
 			}
 		}
 	}()
+	ping := time.NewTicker(attachPingEvery)
+	defer ping.Stop()
+	nextPeers := time.Now() // ask for the supernode's peer list at once
 	for {
+		var send []proto.Message
 		select {
 		case <-ctx.Done():
+			a.close("node shutting down")
 			_ = a.st.SetWriteDeadline(time.Now().Add(time.Second))
 			_ = a.st.Send(&proto.Goodbye{Reason: "node shutting down"})
 			a.st.Finish()
-			a.close("node shutting down")
-			return nil
-		case peers := <-a.move:
-			if next := n.moveAttachment(ctx, a, peers, "supernode stepping down"); next != nil {
-				return next
-			}
+			return
 		case <-a.done:
-			return nil
+			a.mu.Lock()
+			leaving, why := a.leaving, a.why
+			a.mu.Unlock()
+			if leaving {
+				_ = a.st.SetWriteDeadline(time.Now().Add(time.Second))
+				_ = a.st.Send(&proto.Goodbye{Reason: why})
+				a.st.Finish()
+			}
+			return
 		case <-a.conn.Context().Done():
 			a.close("connection lost")
-			return nil
+			return
+		case now := <-ping.C:
+			if p := a.nextPing(now); p != nil {
+				send = append(send, p)
+			}
+			if !now.Before(nextPeers) {
+				nextPeers = now.Add(peerListEvery)
+				// An empty PeerList on the attach stream asks for the supernode's.
+				send = append(send, &proto.PeerList{})
+			}
 		case <-a.wake:
 			a.mu.Lock()
 			diffs := a.pending
@@ -246,10 +345,18 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) (next *attachme
 			for _, d := range diffs {
 				if err := sendDiff(a.st, d); err != nil {
 					a.close("sending share changes: " + err.Error())
-					return nil
+					return
 				}
 			}
 		}
+		for _, m := range send {
+			_ = a.st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := a.st.Send(m); err != nil {
+				a.close("sending to the supernode: " + err.Error())
+				return
+			}
+		}
+		_ = a.st.SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -258,29 +365,6 @@ func errString(err error) string {
 		return "closed by the supernode"
 	}
 	return err.Error()
-}
-
-// searchVia is where a search goes: the attachment (held for reading, so a
-// move waits for the search to end) or else the node's own supernode role.
-// A supernode stepping down is attached elsewhere before it stops serving:
-// it searches through its new supernode.
-func (n *Node) searchVia() (*supernode.Runtime, *attachment) {
-	for {
-		n.mu.Lock()
-		sn, att := n.sn, n.att
-		n.mu.Unlock()
-		if att == nil {
-			return sn, nil
-		}
-		att.searches.RLock()
-		n.mu.Lock()
-		still := n.att == att
-		n.mu.Unlock()
-		if still {
-			return nil, att
-		}
-		att.searches.RUnlock() // it moved meanwhile: use the new one
-	}
 }
 
 func sendDiff(st *session.Stream, d shares.Diff) error {
@@ -303,9 +387,14 @@ func sendDiff(st *session.Stream, d shares.Diff) error {
 	return nil
 }
 
-// Search runs a query through the node's supernode (or, on a supernode,
+// Search runs a query through the node's supernodes (or, on a supernode,
 // through its own role) and sends each hit to fn as it arrives, until max
-// hits, the timeout, or ctx ends. fn returning false stops early.
+// hits, the timeout, or ctx ends. fn returning false stops early. A leaf
+// sends the query to its healthiest attachment; when that search fails
+// before any hit (stream error, connection lost, supernode unresponsive) it
+// is retried once, with a fresh timeout, on the next attachment. The same
+// file from the same holder is reported once, though a leaf with several
+// supernodes is indexed at each.
 func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Duration, fn func(proto.Hit) bool) error {
 	parsed, err := supernode.ParseSearch(text)
 	if err != nil {
@@ -317,63 +406,157 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 	if timeout <= 0 {
 		timeout = 3 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	q := proto.Query{Text: parsed.String(), MaxResults: uint16(max)}
-	_, _ = rand.Read(q.ID[:])
-	sn, att := n.searchVia()
-	if att != nil {
-		defer att.searches.RUnlock()
+	type key struct {
+		holder proto.PeerID
+		cid    proto.ContentID
+		name   string
 	}
+	seen := map[key]bool{}
 	got := 0
-	switch {
-	case sn != nil:
+	// emit reports whether the search wants more hits.
+	emit := func(h proto.Hit) bool {
+		k := key{h.Holder.ID, h.Entry.ContentID, h.Entry.Name}
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+		got++
+		return fn(h) && got < max
+	}
+	q := proto.Query{Text: parsed.String(), MaxResults: uint16(max)}
+	n.mu.Lock()
+	sn := n.sn
+	n.mu.Unlock()
+	if sn != nil {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, _ = rand.Read(q.ID[:])
 		ch, err := sn.Search(ctx, n.PeerID(), q)
 		if err != nil {
 			return err
 		}
 		for batch := range ch {
 			for _, h := range batch {
-				got++
-				if !fn(h) || got >= max {
+				if !emit(h) {
 					cancel()
 				}
 			}
 		}
 		return nil
-	case att != nil:
-		st, err := att.sess.Open(ctx)
-		if err != nil {
-			return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)
-		}
-		// Our write side stays open while we want hits; closing it ends the search.
-		defer func() { _ = st.Close(); st.CancelRead(proto.CodeOK) }()
-		stop := context.AfterFunc(ctx, func() { st.CancelRead(proto.CodeOK) })
-		defer stop()
-		if err := st.Send(&q); err != nil {
+	}
+	atts := n.attachments()
+	if len(atts) == 0 {
+		return errors.New("not attached to a supernode yet; check `strata status` and the --bootstrap address")
+	}
+	var errs []error
+	tries := atts[:min(2, len(atts))]
+	for i, att := range tries {
+		_, _ = rand.Read(q.ID[:]) // a retry is a new query: the mesh may have seen the first
+		before := got
+		err := n.searchVia(ctx, att, q, timeout, emit)
+		att.searched(err)
+		if code := proto.CodeOf(err); err == nil || got > before || ctx.Err() != nil ||
+			code == proto.CodeBadRequest || code == proto.CodeRateLimited {
+			// Done, or failed after hits (a retry would repeat them), or
+			// an answer about the query or the asker (bad query, rate limit)
+			// that another supernode would give too.
 			return err
 		}
-		for got < max {
-			m, err := st.Recv()
-			if err != nil {
-				if err == io.EOF || ctx.Err() != nil {
-					return nil
+		errs = append(errs, err)
+		if i+1 < len(tries) {
+			n.searchRetries.Add(1)
+			n.log.Info("search failed before any hit; retrying on another supernode",
+				zap.Stringer("supernode", att.sn.ID), zap.Error(err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// errUnresponsive ends a search on a supernode that stopped answering pings.
+var errUnresponsive = errors.New("supernode stopped answering")
+
+// searchVia runs q on one attachment until the timeout, ctx's end, or emit
+// wanting no more. It gives up early, with an error, when the supernode
+// stops answering pings before any hit arrived.
+func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, timeout time.Duration, emit func(proto.Hit) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	st, err := att.sess.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)
+	}
+	// Our write side stays open while we want hits; closing it ends the search.
+	defer func() { _ = st.Close(); st.CancelRead(proto.CodeOK) }()
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(proto.CodeOK) })
+	defer stop()
+	var mu sync.Mutex
+	hits, abandoned := 0, false
+	watchDone := make(chan struct{})
+	defer func() { <-watchDone }()
+	go func() { // abandon the search if the supernode goes silent before any hit
+		defer close(watchDone)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				mu.Lock()
+				give := hits == 0 && att.suspect(now)
+				abandoned = abandoned || give
+				mu.Unlock()
+				if give {
+					st.CancelRead(proto.CodeOK)
+					return
 				}
-				return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)
-			}
-			switch m := m.(type) {
-			case *proto.QueryHits:
-				for _, h := range m.Hits {
-					got++
-					if !fn(h) || got >= max {
-						return nil
-					}
-				}
-			case *proto.ErrorMsg:
-				return &proto.Error{Code: m.Code, Msg: m.Message}
 			}
 		}
-		return nil
+	}()
+	defer cancel() // runs first: ends the watcher
+	if err := st.Send(&q); err != nil {
+		return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)
 	}
-	return errors.New("not attached to a supernode yet; check `strata status` and the --bootstrap address")
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			mu.Lock()
+			gaveUp := abandoned
+			mu.Unlock()
+			switch {
+			case gaveUp:
+				return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), errUnresponsive)
+			case ctx.Err() != nil:
+				return nil
+			case err == io.EOF:
+				if hits == 0 && (isClosed(att.done) || att.conn.Context().Err() != nil) {
+					return fmt.Errorf("search via supernode %s: ended as the supernode went away", att.sn.ID.Short())
+				}
+				return nil
+			}
+			return fmt.Errorf("search via supernode %s: %w", att.sn.ID.Short(), err)
+		}
+		switch m := m.(type) {
+		case *proto.QueryHits:
+			mu.Lock()
+			hits += len(m.Hits)
+			mu.Unlock()
+			for _, h := range m.Hits {
+				if !emit(h) {
+					return nil
+				}
+			}
+		case *proto.ErrorMsg:
+			return &proto.Error{Code: m.Code, Msg: m.Message}
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -39,6 +39,7 @@ type nodeMetrics struct {
 	searchHits      *metrics.Histogram
 	searchErrors    *metrics.Counter
 	firstAnswer     *metrics.Histogram // observed by the supernode role (Node.observeFirstAnswer)
+	searchRetries   *metrics.Counter
 
 	info, role, uptime                    *metrics.Gauge
 	connections                           *metrics.Gauge
@@ -80,11 +81,14 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	m.searchErrors = r.Counter("strata_search_errors_total",
 		"Searches through the control API that failed, by HTTP status (400 bad query, 429 rate limited, 503 not attached or supernode unreachable).", "code")
 
+	m.searchRetries = r.Counter("strata_search_retries_total",
+		"Searches (through the API or for download sources) that failed on one supernode before any hit and were sent again on another.")
+
 	m.info = r.Gauge("strata_node_info", "Always 1; the labels say which node this is.", "peer_id", "version")
 	m.role = r.Gauge("strata_role", "1 for the node's current role, 0 for the other.", "role")
 	m.uptime = r.Gauge("strata_uptime_seconds", "Seconds since the node started.")
 	m.connections = r.Gauge("strata_connections",
-		"Overlay sessions the node holds, by the role of the other end: its supernode (a leaf has 0 or 1), its leaves and its neighbour supernodes (a supernode). Transfers and bootstrap requests are not counted.", "peer")
+		"Overlay sessions the node holds, by the role of the other end: its supernodes (a leaf has 0 to --supernodes), its leaves and its neighbour supernodes (a supernode). Transfers and bootstrap requests are not counted.", "peer")
 
 	m.leaves = r.Gauge("strata_leaves", "Leaves attached to this supernode (0 on a leaf).")
 	m.capacity = r.Gauge("strata_leaf_capacity", "Leaves this supernode accepts (--max-leaves; 0 on a leaf).")
@@ -150,11 +154,8 @@ func (m *nodeMetrics) collect() {
 	m.role.Set(1, st.Role.String())
 	m.uptime.Set(st.UptimeS)
 
-	attached := 0.0
-	if st.Attached != nil {
-		attached = 1
-	}
-	m.connections.Set(attached, "supernode")
+	m.connections.Set(float64(len(st.Attachments)), "supernode")
+	m.searchRetries.Set(float64(st.SearchRetries))
 	var s SupernodeStatus
 	if st.Supernode != nil {
 		s = *st.Supernode

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-p2p/strata/bootstrap"
+	"github.com/strata-p2p/strata/internal/hostcache"
 	"github.com/strata-p2p/strata/internal/identity"
 	"github.com/strata-p2p/strata/internal/metrics"
 	"github.com/strata-p2p/strata/internal/session"
@@ -51,6 +52,9 @@ type Config struct {
 	ShareDirs  []string
 	Downloads  string
 	Role       string // auto, leaf or supernode
+	// Supernodes is how many supernodes a leaf keeps attachments to
+	// (1 to MaxSupernodes; 0 means DefaultSupernodes).
+	Supernodes int
 	Supernode  supernode.Config
 	Rescan     time.Duration // how often share folders are checked
 	Heartbeat  time.Duration // supernode heartbeat to the bootstraps
@@ -76,9 +80,17 @@ type Config struct {
 	APIToken string
 }
 
+// Leaf attachments: a leaf keeps DefaultSupernodes supernodes unless told
+// otherwise, and at most MaxSupernodes.
+const (
+	DefaultSupernodes = 2
+	MaxSupernodes     = 5
+)
+
 // DefaultConfig returns the library defaults (addresses are left to cmd).
 func DefaultConfig() Config {
-	return Config{Role: RoleAuto, Rescan: 2 * time.Second, Heartbeat: time.Second, Supernode: supernode.DefaultConfig()}
+	return Config{Role: RoleAuto, Supernodes: DefaultSupernodes, Rescan: 2 * time.Second, Heartbeat: time.Second,
+		Supernode: supernode.DefaultConfig()}
 }
 
 func (c *Config) validate() error {
@@ -107,6 +119,12 @@ func (c *Config) validate() error {
 			return fmt.Errorf("--bootstrap %q: want HOST:PORT", b)
 		}
 	}
+	switch {
+	case c.Supernodes == 0:
+		c.Supernodes = d.Supernodes
+	case c.Supernodes < 0 || c.Supernodes > MaxSupernodes:
+		return fmt.Errorf("--supernodes %d: want 1 to %d", c.Supernodes, MaxSupernodes)
+	}
 	if c.Rescan <= 0 {
 		c.Rescan = d.Rescan
 	}
@@ -133,14 +151,17 @@ type Node struct {
 	up  *transfer.Uploader
 	dl  *transfer.Manager
 
+	hosts         *hostcache.Cache // supernodes seen, persisted in <StateDir>/hostcache
+	searchRetries atomic.Uint64    // searches sent again on another supernode
+
 	scanMu sync.Mutex // held while scanning and while a new attachment snapshots the shares
 
 	mu       sync.Mutex
 	role     proto.Role
 	sn       *supernode.Runtime
 	snStop   context.CancelFunc // ends the supernode role's heartbeats
-	att      *attachment
-	leafDone chan struct{} // closed when the current leafLoop ends
+	atts     []*attachment      // a leaf's live attachments, in the order made
+	leafDone chan struct{}      // closed when the current leafLoop ends
 	prom     *promoter
 	observed string // our address as a bootstrap saw it
 	events   []Event
@@ -184,7 +205,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, id: id, lib: lib, role: proto.RoleLeaf}
+	n := &Node{cfg: cfg, log: cfg.Logger, id: id, lib: lib, role: proto.RoleLeaf, hosts: openHostCache(cfg)}
 	if err := n.initTransfers(); err != nil {
 		lib.Close()
 		return nil, err
@@ -246,6 +267,7 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.goRun(func() { _ = srv.Serve(n.api) })
 	n.goRun(func() { n.acceptLoop(ctx) })
 	n.goRun(func() { n.rescanLoop(ctx) })
+	n.goRun(func() { n.saveHostsLoop(ctx) })
 	n.dl.Start(ctx)
 	n.goRun(func() { n.promotionLoop(ctx) })
 	leafDone := make(chan struct{})
@@ -285,6 +307,9 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	n.up.Close()
 	_ = n.tr.Close()
 	n.wg.Wait()
+	if err := n.hosts.Save(); err != nil {
+		n.log.Warn("host cache not saved", zap.Error(err))
+	}
 	libClosed = true
 	return n.lib.Close()
 }
@@ -429,16 +454,17 @@ func (n *Node) publishLocked(diff shares.Diff) {
 		return
 	}
 	n.mu.Lock()
-	sn, att := n.sn, n.att
+	sn, atts := n.sn, n.atts
 	n.mu.Unlock()
-	switch {
-	case sn != nil:
+	if sn != nil {
 		sn.With(func(c *supernode.Core) {
 			_, _ = c.RemoveShares(n.PeerID(), refs(diff.Removed))
 			_, _ = c.AddShares(n.PeerID(), diff.Added)
 		})
-	case att != nil:
-		att.push(diff)
+		return
+	}
+	for _, a := range atts {
+		a.push(diff)
 	}
 }
 
@@ -493,22 +519,25 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 		return
 	}
 	n.role = proto.RoleSupernode
-	att := n.att
-	n.att = nil
+	atts := n.atts
+	n.atts = nil
 	n.mu.Unlock()
-	if att != nil {
-		att.close("becoming a supernode")
+	for _, a := range atts {
+		a.close("becoming a supernode")
 	}
 	rt := supernode.NewRuntime(supernode.RuntimeConfig{Core: n.cfg.Supernode, Logger: n.log.Named("supernode"),
 		OnFirstHit: n.observeFirstAnswer},
 		n.tr, n.selfInfo(), n.hello)
 	n.scanMu.Lock()
-	rt.With(func(c *supernode.Core) { _, _ = c.AddShares(n.PeerID(), n.lib.Files()) })
+	rt.With(func(c *supernode.Core) {
+		_, _ = c.AddShares(n.PeerID(), n.lib.Files())
+		c.Learn(time.Now(), n.hosts.Infos()) // mesh candidates even with every bootstrap down
+	})
+	rt.Start(ctx) // before streams can reach it
 	n.mu.Lock()
 	n.sn = rt
 	n.mu.Unlock()
 	n.scanMu.Unlock()
-	rt.Start(ctx)
 	n.note("became a supernode: " + why)
 	// Later bootstrap sessions must present the supernode role.
 	n.swapBootstrapClient()
@@ -531,12 +560,14 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 			c.SetAddrs(n.listenAddrs(), proto.ReachUnknown)
 			load = c.Load()
 		})
+		registered := false
 		if len(n.cfg.Bootstraps) > 0 {
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			replies, err := n.bootstrapClient().Register(rctx, n.cfg.Bootstraps, n.listenAddrs(), load)
 			cancel()
+			registered = err == nil
 			if err != nil && ctx.Err() == nil && !warned {
-				n.log.Warn("cannot register with any bootstrap server; will keep trying", zap.Error(err))
+				n.log.Warn("cannot register with any bootstrap server; will keep trying, meanwhile finding mesh neighbours through the host cache", zap.Error(err))
 				warned = true
 			}
 			var topo proto.Topology
@@ -553,6 +584,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 			for addr, r := range replies {
 				warned = false
 				rt.With(func(c *supernode.Core) { c.Learn(time.Now(), r.Peers) })
+				n.hosts.Add(time.Now(), r.Peers...)
 				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				if err := n.bootstrapClient().SendTopology(tctx, addr, &topo); err != nil && ctx.Err() == nil {
 					n.log.Debug("topology report failed", zap.String("bootstrap", addr), zap.Error(err))
@@ -560,6 +592,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 				cancel()
 			}
 		}
+		n.refreshHosts(rt, !registered)
 		select {
 		case <-ctx.Done():
 			return

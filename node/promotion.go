@@ -326,7 +326,7 @@ func (n *Node) stepDown(ctx context.Context, why string) {
 			attached = true
 		case <-tick.C:
 			n.mu.Lock()
-			attached = n.att != nil
+			attached = len(n.atts) > 0
 			n.mu.Unlock()
 		}
 	}
@@ -350,56 +350,6 @@ func (n *Node) swapBootstrapClient() {
 	}
 }
 
-// moveAttachment is a leaf's side of its supernode stepping down: attach to
-// one of peers (or, failing them, to a supernode a bootstrap server names)
-// first; once attached, wait for the searches still running through the old
-// supernode, say goodbye to it and return the new attachment. It returns
-// nil when no other supernode took the leaf: the old one is kept until it
-// closes.
-func (n *Node) moveAttachment(ctx context.Context, old *attachment, peers []proto.PeerInfo, why string) *attachment {
-	try := func(list []proto.PeerInfo, tried map[proto.PeerID]bool) *attachment {
-		queue := append([]proto.PeerInfo(nil), list...)
-		for len(queue) > 0 && ctx.Err() == nil {
-			cand := queue[0]
-			queue = queue[1:]
-			if tried[cand.ID] || cand.ID == n.PeerID() || cand.ID == old.sn.ID {
-				continue
-			}
-			tried[cand.ID] = true
-			att, redirect, err := n.attach(ctx, cand)
-			if err == nil {
-				return att
-			}
-			n.log.Debug("move: attach failed", zap.Stringer("supernode", cand.ID), zap.Error(err))
-			queue = append(queue, redirect...)
-		}
-		return nil
-	}
-	tried := map[proto.PeerID]bool{}
-	next := try(peers, tried)
-	if next == nil && len(n.cfg.Bootstraps) > 0 {
-		jctx, cancel := context.WithTimeout(ctx, bootstrap.AttemptTimeout)
-		reply, _, err := n.bootstrapClient().Join(jctx, n.cfg.Bootstraps, proto.RoleLeaf)
-		cancel()
-		if err == nil {
-			next = try(reply.Supernodes, tried)
-		}
-	}
-	if next == nil {
-		n.log.Warn("supernode is stepping down and no other supernode took this node yet; staying until it closes",
-			zap.Stringer("supernode", old.sn.ID), zap.Int("tried", len(tried)))
-		return nil
-	}
-	// Searches now go to next; let those still on the old one finish.
-	old.searches.Lock()
-	old.close(fmt.Sprintf("moved to supernode %s (%s)", next.sn.ID.Short(), why))
-	_ = old.st.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = old.st.Send(&proto.Goodbye{Reason: "moved to supernode " + next.sn.ID.Short()})
-	old.st.Finish()
-	old.searches.Unlock()
-	return next
-}
-
 // promotionStatus is the promotion engine's state for Status.
 func (n *Node) promotionStatus() *PromotionStatus {
 	p := n.prom
@@ -410,4 +360,13 @@ func (n *Node) promotionStatus() *PromotionStatus {
 	defer p.mu.Unlock()
 	return &PromotionStatus{Policy: p.policy.Status(), Reachable: p.reach, Demand: p.demand,
 		Bootstrap: p.bootstrap, LastCheckIn: p.lastAt, CheckInError: p.lastErr}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -73,9 +73,12 @@ type Runtime struct {
 	draining string // non-empty: refusing new leaves, for this reason
 
 	queueDrops atomic.Uint64
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	// leafSessions counts leaf sessions being served, so Close can give
+	// them a moment to deliver their goodbyes.
+	leafSessions sync.WaitGroup
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 type link struct {
@@ -91,6 +94,13 @@ func (l *link) close() { l.once.Do(func() { close(l.done) }) }
 type leafStream struct {
 	mu sync.Mutex
 	st *session.Stream
+}
+
+// do runs f with the stream's writes to itself.
+func (l *leafStream) do(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f()
 }
 
 func (l *leafStream) send(m proto.Message) error {
@@ -128,7 +138,13 @@ func (r *Runtime) Start(ctx context.Context) {
 	}()
 }
 
-// Close stops the role and waits for every goroutine it started.
+// leafGoodbyeWait bounds how long Close waits for leaves to hang up after
+// their goodbye (each hangs up as soon as it reads it).
+const leafGoodbyeWait = 1500 * time.Millisecond
+
+// Close stops the role and waits for every goroutine it started. Leaves are
+// told goodbye first; Close waits up to leafGoodbyeWait for them to hang up,
+// so the goodbyes are delivered before the node closes its transport.
 func (r *Runtime) Close() {
 	if r.cancel != nil {
 		r.cancel()
@@ -138,6 +154,12 @@ func (r *Runtime) Close() {
 		l.close()
 	}
 	r.mu.Unlock()
+	hungUp := make(chan struct{})
+	go func() { r.leafSessions.Wait(); close(hungUp) }()
+	select {
+	case <-hungUp:
+	case <-time.After(leafGoodbyeWait):
+	}
 	r.wg.Wait()
 }
 
@@ -266,6 +288,8 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 		return
 	}
 	r.log.Info("leaf attached", zap.Stringer("leaf", info.ID), zap.Strings("addrs", info.Addrs))
+	r.leafSessions.Add(1)
+	defer r.leafSessions.Done()
 	reason := "connection ended"
 	defer func() { r.detach(info.ID, ls, reason) }()
 	// A leaf session ends when its stream or connection does.
@@ -273,26 +297,40 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	defer stop()
 	next := readAhead(st)
 	defer next.stop()
+	// When the role stops (the node shutting down), the leaf is told
+	// goodbye, so it moves to another supernode at once instead of after
+	// the idle timeout; it hangs up, which ends this loop. Writes from the
+	// loop, a hand-off's Move and the goodbye are serialised (ls.do).
+	write := ls.do
+	bye := context.AfterFunc(r.ctx, func() {
+		write(func() {
+			_ = st.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = st.Send(&proto.Goodbye{Reason: "supernode shutting down"})
+			_ = st.Close()
+		})
+	})
+	defer bye()
 	for {
 		msg, err := next.recv()
 		if err != nil {
 			if err != io.EOF && proto.CodeOf(err) != proto.CodeOK {
 				reason = err.Error()
 				if errors.As(err, new(*proto.Error)) {
-					st.Fail(err)
+					write(func() { st.Fail(err) })
 				}
 			}
-			st.Finish()
+			write(st.Finish)
 			return
 		}
 		var problem string
+		var answer proto.Message
 		switch m := msg.(type) {
 		case *proto.ShareAdd:
 			r.mu.Lock()
 			res, err := r.core.AddShares(info.ID, m.Entries)
 			r.mu.Unlock()
 			if err != nil {
-				st.Fail(err)
+				write(func() { st.Fail(err) })
 				return
 			}
 			problem = res.Problem()
@@ -301,21 +339,30 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 			_, err := r.core.RemoveShares(info.ID, m.Refs)
 			r.mu.Unlock()
 			if err != nil {
-				st.Fail(err)
+				write(func() { st.Fail(err) })
 				return
 			}
 		case *proto.Goodbye:
 			reason = "leaf said goodbye: " + m.Reason
-			st.Finish()
+			write(st.Finish)
 			return
 		case *proto.Ping:
-			_ = ls.send(&proto.Pong{Nonce: m.Nonce})
+			answer = &proto.Pong{Nonce: m.Nonce}
+		case *proto.PeerList:
+			// A leaf asks for other supernodes (for its host cache and
+			// for failover); what it sent is ignored.
+			r.mu.Lock()
+			answer = r.core.PeerList()
+			r.mu.Unlock()
 		default:
 			problem = "unexpected " + m.Type().String() + " on a leaf session"
 		}
 		if problem != "" {
 			// Not fatal: the leaf logs it and its other files stay indexed.
-			_ = ls.send(&proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem})
+			answer = &proto.ErrorMsg{Code: proto.CodeBadRequest, Message: problem}
+		}
+		if answer != nil {
+			_ = ls.send(answer)
 		}
 	}
 }
@@ -442,6 +489,12 @@ func (r *Runtime) serveSearch(s *session.Session, st *session.Stream, q *proto.Q
 		select {
 		case batch, ok := <-hits:
 			if !ok {
+				if r.ctx.Err() != nil || s.Context().Err() != nil {
+					// Not the search's natural end (the supernode or this
+					// session is closing): tell the asker, so a leaf with
+					// another supernode asks there.
+					_ = st.Send(&proto.ErrorMsg{Code: proto.CodeShutdown, Message: "supernode shutting down"})
+				}
 				return
 			}
 			if err := st.Send(&proto.QueryHits{ID: q.ID, Hits: batch}); err != nil {

@@ -13,7 +13,7 @@ import (
 
 func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
-var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
+var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role", "supernodes",
 	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token",
 	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every"}
 
@@ -21,15 +21,17 @@ func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a node: share folders, search the network, and serve as a supernode when needed",
-		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s), attaches
-to one, uploads the list of files in its --share folders (and sends changes as
-they happen), and answers to "strata search" and "strata status" on its local
-control API (--api). With --role auto (the default) the promotion engine
-decides: it measures the node (bandwidth in transfers or a probe, CPU, memory,
-load, uptime; the bootstrap server dials it back), and the node becomes a
-supernode when a bootstrap server asks and it is eligible, or steps down
-(handing its leaves to other supernodes first) when asked. The --promotion-*
-flags tune it. --role leaf and --role supernode pin the role.
+		Long: `Run a Strata node. It gets supernodes from the bootstrap server(s) (or, when
+none answers, from the host cache of supernodes it has seen), attaches to
+--supernodes of them (default 2), uploads the list of files in its --share
+folders to each (and sends changes as they happen), and answers to "strata
+search" and "strata status" on its local control API (--api). With --role auto
+(the default) the promotion engine decides: it measures the node (bandwidth in
+transfers or a probe, CPU, memory, load, uptime; the bootstrap server dials it
+back), and the node becomes a supernode when a bootstrap server asks and it is
+eligible, or steps down (handing its leaves to other supernodes first) when
+asked. The --promotion-* flags tune it. --role leaf and --role supernode pin
+the role.
 An --api address that is not loopback needs a bearer token: --api-token, or
 one generated into <state-dir>/api-token (see docs/API.md).
 
@@ -59,7 +61,7 @@ When ready it prints one JSON line to standard output:
 			n, err := node.New(node.Config{
 				StateDir: c.String("state-dir"), Listen: c.String("listen"), API: c.String("api"),
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
-				Role: c.String("role"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
+				Role: c.String("role"), Supernodes: c.Int("supernodes"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
 				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate, APIToken: c.String("api-token"),
 				Promotion: pc, ProbeEvery: c.Duration("probe-every"), Logger: log,
 			})

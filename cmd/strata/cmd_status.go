@@ -22,7 +22,7 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show a running node's or bootstrap server's state",
 		Long: `Show the state of the node (or bootstrap server) whose control API is at --api:
-peer ID, role, attached supernode; for a supernode its leaves, neighbours and
+peer ID, role, attached supernodes (healthiest first); for a supernode its leaves, neighbours and
 index size; for a bootstrap server the supernodes it knows with their load.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -74,11 +74,27 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 	}
 	fmt.Fprintf(tw, "uploads\t%d/%d slots busy, %d queued (queue holds %d), %s sent, %s\n", len(st.Uploads.Active),
 		st.Uploads.Slots, st.Uploads.Queued, st.Uploads.QueueLen, humanBytes(st.Uploads.BytesTotal), cap)
-	if a := st.Attached; a != nil {
-		fmt.Fprintf(tw, "supernode\t%s at %s (for %s)\n", a.Supernode.ID, strings.Join(a.Supernode.Addrs, ", "),
-			time.Duration(a.SinceS*float64(time.Second)).Round(time.Second))
-	} else if st.Supernode == nil {
-		fmt.Fprintf(tw, "supernode\tnone yet (joining)\n")
+	if st.Supernode == nil {
+		fmt.Fprintf(tw, "supernodes\t%d of %d attached (%d in the host cache)\n", len(st.Attachments), st.Wanted, st.HostCache)
+	}
+	_ = tw.Flush()
+	if len(st.Attachments) > 0 {
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nSUPERNODE\tADDRESS\tFOR\tRTT\tHEALTH")
+		for i, a := range st.Attachments {
+			health := "ok"
+			if !a.Responsive {
+				health = "not answering"
+			} else if a.SearchFailures > 0 {
+				health = fmt.Sprintf("%d failed searches", a.SearchFailures)
+			}
+			if i == 0 {
+				health += " (searches go here first)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f ms\t%s\n", a.Supernode.ID, strings.Join(a.Supernode.Addrs, ", "),
+				time.Duration(a.SinceS*float64(time.Second)).Round(time.Second), a.RTTMS, health)
+		}
+		_ = tw.Flush()
 	}
 	_ = tw.Flush()
 	printPromotion(w, st)

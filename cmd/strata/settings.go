@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/strata-p2p/strata/node"
 )
 
 // setting is one configurable value. Every setting is defined once here, with
@@ -34,6 +36,7 @@ var settings = []setting{
 	{"share", []string{}, "directory to share (repeat for several)"},
 	{"downloads", defaultDownloadsDir(), "directory finished downloads are saved in"},
 	{"role", "auto", "role: auto (the network decides), leaf, or supernode"},
+	{"supernodes", node.DefaultSupernodes, "supernodes a leaf stays attached to at once (1 to 5): its files are indexed at each and searches fail over between them"},
 	{"max-leaves", 100, "leaves a supernode accepts before redirecting newcomers"},
 	{"mesh-degree", 4, "neighbour supernodes each supernode keeps"},
 	{"heartbeat", 1 * time.Second, "how often a supernode reports its load to the bootstrap server"},

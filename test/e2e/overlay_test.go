@@ -60,7 +60,8 @@ func TestOverlay(t *testing.T) {
 		word := fmt.Sprintf("uniqword%d", i)
 		writeMP3(t, share, fmt.Sprintf("Artist%d - %s song.mp3", i, word), fmt.Sprintf("Artist%d", i), word+" title")
 		writeMP3(t, share, fmt.Sprintf("common tune %d.mp3", i), "Common", "Common tune")
-		p := start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--share", share)...)
+		// One supernode each: the test counts leaves per supernode and hops.
+		p := start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1", "--share", share)...)
 		leaves = append(leaves, &leafProc{p: p, share: share, word: word})
 	}
 	for _, l := range leaves {

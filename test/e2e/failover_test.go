@@ -1,0 +1,519 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-p2p/strata/internal/transfer"
+	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/proto"
+)
+
+// trySearch is search without failing the test: it reports the hits or
+// what went wrong (an HTTP error, or an error on the done line).
+func (p *proc) trySearch(q string, max int, timeout time.Duration) ([]proto.Hit, error) {
+	u := "http://" + p.ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()},
+		"max": {strconv.Itoa(max)}}.Encode()
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+	}
+	var hits []proto.Hit
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var ev node.SearchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return hits, fmt.Errorf("search line %q: %v", sc.Text(), err)
+		}
+		if ev.Hit != nil {
+			hits = append(hits, *ev.Hit)
+		}
+		if ev.Error != "" {
+			return hits, fmt.Errorf("search ended with: %s", ev.Error)
+		}
+	}
+	return hits, sc.Err()
+}
+
+// attachedTo lists the supernodes a leaf is attached to.
+func attachedTo(st node.Status) map[proto.PeerID]bool {
+	out := map[proto.PeerID]bool{}
+	for _, a := range st.Attachments {
+		out[a.Supernode.ID] = true
+	}
+	return out
+}
+
+// eventTime is when p's status first reports an event starting with what
+// after since (zero if none).
+func eventTime(st node.Status, since time.Time, what string) time.Time {
+	for _, e := range st.Events {
+		if e.At.After(since) && strings.HasPrefix(e.What, what) {
+			return e.At
+		}
+	}
+	return time.Time{}
+}
+
+// hasTwoWithout reports whether p is attached to two supernodes, none of
+// them gone.
+func hasTwoWithout(p *proc, gone proto.PeerID) bool {
+	att := attachedTo(p.status())
+	return len(att) == 2 && !att[gone]
+}
+
+// bootstrapSupernodes is how many supernodes a bootstrap server lists.
+func bootstrapSupernodes(p *proc) int {
+	var st struct {
+		Supernodes []json.RawMessage `json:"supernodes"`
+	}
+	p.getJSON("/v1/status", &st)
+	return len(st.Supernodes)
+}
+
+// failoverLeaves is how many leaves TestSupernodeFailover attaches to the
+// supernode it kills: STRATA_FAILOVER_LEAVES, or 10 (50 is the issue's
+// figure; it needs more than the CI machine's two cores give in seconds).
+func failoverLeaves(t *testing.T) int {
+	n := 10
+	if s := os.Getenv("STRATA_FAILOVER_LEAVES"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 2 || v > 200 {
+			t.Fatalf("STRATA_FAILOVER_LEAVES=%q: want 2 to 200", s)
+		}
+		n = v
+	}
+	return n
+}
+
+// TestSupernodeFailover: leaves keep two supernodes each; one supernode,
+// attached to every leaf, is killed with SIGKILL while several leaves search
+// without pause. No search fails (each is retried on the leaf's other
+// supernode, where every file is still indexed), and every leaf is attached
+// to two supernodes again within a few seconds.
+func TestSupernodeFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts many processes")
+	}
+	leaves := failoverLeaves(t)
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	bsAddr := bs.ready.QUIC
+	snArgs := func() []string {
+		return nodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", strconv.Itoa(leaves+10))
+	}
+	// The victim and a survivor first: every leaf attaches to both.
+	victim := start(t, "sn-victim", snArgs()...)
+	survivor := start(t, "sn-survivor", snArgs()...)
+	eventually(t, 15*time.Second, "the two supernodes did not link", func() bool {
+		return len(victim.status().Supernode.Neighbours) == 1
+	})
+	var ls []*proc
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	gate := make(chan struct{}, 4) // start four at a time
+	for i := range leaves {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gate <- struct{}{}
+			defer func() { <-gate }()
+			share := t.TempDir()
+			writeMP3(t, share, fmt.Sprintf("failword%d tune.mp3", i), "Failover", fmt.Sprintf("Tune %d", i))
+			p := start(t, fmt.Sprintf("leaf%d", i), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2", "--share", share)...)
+			mu.Lock()
+			ls = append(ls, p)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, p := range ls {
+		eventually(t, 30*time.Second, p.name+" did not attach to both supernodes", func() bool {
+			return len(p.status().Attachments) == 2
+		})
+	}
+	eventually(t, 15*time.Second, "the victim did not index every leaf's file", func() bool {
+		s := victim.status().Supernode
+		return len(s.Leaves) == leaves && s.IndexFiles == leaves
+	})
+	// A third supernode with room, for the leaves to move to.
+	spare := start(t, "sn-spare", snArgs()...)
+	eventually(t, 15*time.Second, "the bootstrap does not list the spare supernode", func() bool {
+		return bootstrapSupernodes(bs) == 3
+	})
+	words := map[*proc]string{}
+	for _, p := range ls {
+		var files []proto.FileEntry
+		p.getJSON("/v1/shares", &files)
+		words[p] = strings.Fields(files[0].Name)[0]
+	}
+
+	// Searchers: each asks for another leaf's file, four times a second
+	// (under the supernodes' per-leaf rate limit), until told to stop.
+	searchers := min(4, leaves)
+	stop := make(chan struct{})
+	type outcome struct {
+		at  time.Time
+		err error
+	}
+	var outcomes []outcome
+	var omu sync.Mutex
+	var swg sync.WaitGroup
+	for i := range searchers {
+		asker, holder := ls[i], ls[(i+1)%leaves]
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				at := time.Now()
+				hits, err := asker.trySearch(words[holder], 1, 4*time.Second)
+				if err == nil && hasHolder(hits, holder.ready.PeerID) == nil {
+					err = fmt.Errorf("no hit from %s (%d hits)", holder.name, len(hits))
+				}
+				if err != nil {
+					err = fmt.Errorf("%s searching %q: %w", asker.name, words[holder], err)
+				}
+				omu.Lock()
+				outcomes = append(outcomes, outcome{at, err})
+				omu.Unlock()
+			}
+		}()
+	}
+	count := func(after time.Time) int {
+		omu.Lock()
+		defer omu.Unlock()
+		n := 0
+		for _, o := range outcomes {
+			if !o.at.Before(after) {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 20*time.Second, "searches did not run before the kill", func() bool {
+		return count(time.Time{}) >= 2*searchers
+	})
+	killedAt := time.Now()
+	victim.kill()
+	gone := victim.ready.PeerID
+	var worst, worstDetect time.Duration
+	var took []time.Duration
+	for _, p := range ls {
+		var st node.Status
+		eventually(t, 15*time.Second, p.name+" did not get two supernodes again", func() bool {
+			st = p.status()
+			att := attachedTo(st)
+			return len(att) == 2 && !att[gone]
+		})
+		// The leaf's own events say when it noticed the loss and when it
+		// was attached again (shares uploaded), independent of polling.
+		detached, attached := eventTime(st, killedAt, "detached from supernode "+gone.Short()), time.Time{}
+		for _, e := range st.Events {
+			if e.At.After(killedAt) && strings.HasPrefix(e.What, "attached to supernode") {
+				attached = e.At
+			}
+		}
+		if detached.IsZero() || attached.IsZero() {
+			t.Fatalf("%s has no detach or attach event after the kill: %+v", p.name, st.Events)
+		}
+		worst, worstDetect = max(worst, attached.Sub(killedAt)), max(worstDetect, detached.Sub(killedAt))
+		took = append(took, attached.Sub(killedAt))
+	}
+	slices.Sort(took)
+	recovered := time.Now()
+	eventually(t, 20*time.Second, "searches did not run after the recovery", func() bool {
+		return count(recovered) >= 2*searchers
+	})
+	close(stop)
+	swg.Wait()
+
+	var before, during, failed int
+	for _, o := range outcomes {
+		switch {
+		case o.at.Before(killedAt):
+			before++
+		default:
+			during++
+		}
+		if o.err != nil {
+			failed++
+			t.Errorf("search failed: %v", o.err)
+		}
+	}
+	var retried uint64
+	shed := 0
+	for _, p := range ls[:searchers] {
+		retried += p.status().SearchRetries
+	}
+	for _, p := range ls {
+		shed += strings.Count(p.logs.String(), "keeping the healthiest")
+	}
+	t.Logf("FIGURE: %d leaves on the killed supernode: all had two supernodes again %v after kill -9 (median %v) "+
+		"(the last noticed the loss after %v); %d searches before the kill, %d during and after, %d failed, "+
+		"%d retried on the other supernode; %d surplus attachments shed", leaves, worst.Round(time.Millisecond),
+		took[len(took)/2].Round(time.Millisecond), worstDetect.Round(time.Millisecond),
+		before, during, failed, retried, shed)
+	if during == 0 {
+		t.Error("no search ran during the outage")
+	}
+	// The issue's target is 3 s; the bound is generous for a loaded CI machine.
+	if worst > 10*time.Second {
+		t.Errorf("leaves took %v to get two supernodes again", worst)
+	}
+	if n := len(spare.status().Supernode.Leaves); n != leaves {
+		t.Errorf("the spare supernode has %d leaves, want all %d", n, leaves)
+	}
+	if n := len(survivor.status().Supernode.Leaves); n != leaves {
+		t.Errorf("the survivor has %d leaves, want all %d", n, leaves)
+	}
+	// strata status lists both supernodes.
+	out, err := cli(t, "status", "--api", ls[0].ready.API)
+	if err != nil || !strings.Contains(out, "2 of 2 attached") || !strings.Contains(out, survivor.ready.PeerID.String()) ||
+		!strings.Contains(out, spare.ready.PeerID.String()) {
+		t.Errorf("strata status on a leaf: %v\n%s", err, out)
+	}
+}
+
+// TestRejoinThroughHostCache: with every bootstrap server down, a restarted
+// leaf attaches to two supernodes from its host cache and its searches
+// work; a restarted supernode finds a mesh neighbour the same way.
+func TestRejoinThroughHostCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	bsAddr := bs.ready.QUIC
+	sn1 := start(t, "sn1", nodeArgs(t, bsAddr, "--role", "supernode")...)
+	sn2State := t.TempDir()
+	sn2Args := []string{"node", "--bootstrap", bsAddr, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+		"--state-dir", sn2State, "--downloads", t.TempDir(), "--role", "supernode", "--heartbeat", "250ms", "--log-format", "json"}
+	sn2 := start(t, "sn2", sn2Args...)
+	eventually(t, 15*time.Second, "the supernodes did not link", func() bool {
+		return len(sn2.status().Supernode.Neighbours) == 1
+	})
+	share := t.TempDir()
+	writeMP3(t, share, "cachedword song.mp3", "Cache", "Cached song")
+	holder := start(t, "holder", nodeArgs(t, bsAddr, "--role", "leaf", "--share", share)...)
+
+	state, dl := t.TempDir(), t.TempDir()
+	args := []string{"node", "--bootstrap", bsAddr, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+		"--state-dir", state, "--downloads", dl, "--role", "leaf", "--supernodes", "2", "--log-format", "json"}
+	leaf := start(t, "leaf", args...)
+	for _, p := range []*proc{holder, leaf} {
+		eventually(t, 15*time.Second, p.name+" did not attach to both supernodes", func() bool {
+			st := p.status()
+			return len(st.Attachments) == 2 && st.HostCache >= 2
+		})
+	}
+	if hasHolder(leaf.search("cachedword", 2*time.Second), holder.ready.PeerID) == nil {
+		t.Fatal("search failed with the bootstrap up")
+	}
+	leaf.stop() // SIGTERM: the cache is saved
+	if _, err := os.Stat(filepath.Join(state, "hostcache")); err != nil {
+		t.Fatalf("no host cache saved: %v", err)
+	}
+	eventually(t, 10*time.Second, "sn2 has not saved its host cache", func() bool {
+		_, err := os.Stat(filepath.Join(sn2State, "hostcache"))
+		return err == nil
+	})
+	bs.kill()
+
+	leaf2 := start(t, "leaf-restarted", args...)
+	took := eventually(t, 15*time.Second, "restarted leaf did not attach through its host cache", func() bool {
+		return len(leaf2.status().Attachments) == 2
+	})
+	t.Logf("FIGURE: bootstrap down: restarted leaf attached to two supernodes from its host cache %v after it was ready", took.Round(time.Millisecond))
+	var hits []proto.Hit
+	eventually(t, 10*time.Second, "search after rejoining through the host cache found nothing", func() bool {
+		var err error
+		hits, err = leaf2.trySearch("cachedword", 10, 2*time.Second)
+		return err == nil && hasHolder(hits, holder.ready.PeerID) != nil
+	})
+	if !strings.Contains(leaf2.logs.String(), "host cache loaded") {
+		t.Error("restarted leaf did not log loading its host cache")
+	}
+
+	// A supernode restarted (on a new port) while the bootstrap is down
+	// links to the mesh through its own host cache.
+	sn2.kill()
+	sn2b := start(t, "sn2-restarted", sn2Args...)
+	took = eventually(t, 20*time.Second, "restarted supernode found no mesh neighbour without a bootstrap", func() bool {
+		nbs := sn2b.status().Supernode.Neighbours
+		return len(nbs) == 1 && nbs[0].ID == sn1.ready.PeerID
+	})
+	t.Logf("FIGURE: bootstrap down: restarted supernode linked to the mesh from its host cache %v after it was ready", took.Round(time.Millisecond))
+}
+
+// TestTwoBootstraps: supernodes register with both bootstrap servers; with
+// one killed, a new leaf still joins through the other; the killed one,
+// restarted on its address, rebuilds its list from heartbeats.
+func TestTwoBootstraps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	b1State := t.TempDir()
+	b1 := start(t, "bootstrap1", "bootstrap", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state-dir", b1State, "--log-format", "json")
+	b2 := start(t, "bootstrap2", bootstrapArgs(t)...)
+	both := b1.ready.QUIC + "," + b2.ready.QUIC
+	for i := range 2 {
+		start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, both, "--role", "supernode")...)
+	}
+	for _, b := range []*proc{b1, b2} {
+		eventually(t, 15*time.Second, b.name+" does not list both supernodes", func() bool {
+			return bootstrapSupernodes(b) == 2
+		})
+	}
+	b1.kill()
+	// The dead server is first in the list: the leaf must move on to the other.
+	leaf := start(t, "leaf", nodeArgs(t, both, "--role", "leaf", "--supernodes", "2")...)
+	took := eventually(t, 20*time.Second, "leaf did not join with one bootstrap server down", func() bool {
+		return len(leaf.status().Attachments) == 2
+	})
+	t.Logf("leaf attached to two supernodes %v after it was ready, with the first bootstrap server down", took.Round(time.Millisecond))
+
+	_, port, _ := net.SplitHostPort(b1.ready.QUIC)
+	b1r := start(t, "bootstrap1-restarted", "bootstrap", "--listen", "127.0.0.1:"+port, "--api", "127.0.0.1:0",
+		"--state-dir", b1State, "--log-format", "json")
+	took = eventually(t, 20*time.Second, "restarted bootstrap server did not relearn the supernodes", func() bool {
+		return bootstrapSupernodes(b1r) == 2
+	})
+	t.Logf("FIGURE: restarted bootstrap server listed both supernodes again %v after it was ready (heartbeats back off up to 8 s from a failing server)", took.Round(time.Millisecond))
+}
+
+// TestDownloadSurvivesFailover: a download keeps going when the
+// downloader's supernode is killed and then one of the two sources is.
+func TestDownloadSurvivesFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	bsAddr := bs.ready.QUIC
+	var sns []*proc
+	for i := range 3 {
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bsAddr, "--role", "supernode")...))
+	}
+	const size = 12 << 20
+	dirs := []string{t.TempDir(), t.TempDir()}
+	want := writeRandom(t, dirs[0], "failover movie.bin", size, 3)
+	writeRandom(t, dirs[1], "failover movie.bin", size, 3)
+	var holders []*proc
+	for i, d := range dirs {
+		holders = append(holders, start(t, fmt.Sprintf("holder%d", i+1),
+			nodeArgs(t, bsAddr, "--role", "leaf", "--share", d, "--max-upload-rate", "1MB")...))
+	}
+	getter := start(t, "getter", nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
+	for _, p := range append(holders, getter) {
+		eventually(t, 15*time.Second, p.name+" did not attach to two supernodes", func() bool {
+			return len(p.status().Attachments) == 2
+		})
+	}
+	eventually(t, 15*time.Second, "both holders not found", func() bool {
+		return len(getter.search("failover movie", time.Second)) == 2
+	})
+	cid := findCID(t, getter, "movie")
+	startDownload(t, getter, cid, "failover movie.bin")
+	progress := func(frac float64, what string) {
+		eventually(t, 60*time.Second, "download did not get "+what, func() bool {
+			l := downloads(t, getter)
+			if len(l) == 1 && l[0].State == transfer.StateFailed {
+				t.Fatalf("download failed: %+v", l[0])
+			}
+			return len(l) == 1 && float64(l[0].Done) > frac*size
+		})
+	}
+	progress(0.2, "a fifth of the way")
+	primary := getter.status().Attached.Supernode.ID
+	for _, sn := range sns {
+		if sn.ready.PeerID == primary {
+			sn.kill()
+		}
+	}
+	progress(0.5, "half way after its supernode was killed")
+	holders[0].kill()
+	var final transfer.DownloadStatus
+	eventually(t, 60*time.Second, "download did not finish after losing its supernode and a source", func() bool {
+		l := downloads(t, getter)
+		if len(l) == 1 && l[0].State == transfer.StateFailed {
+			t.Fatalf("download failed: %+v", l[0])
+		}
+		if len(l) != 1 || l[0].State != transfer.StateDone {
+			return false
+		}
+		final = l[0]
+		return true
+	})
+	if fileHash(t, final.Path) != want {
+		t.Fatal("downloaded file does not match the original")
+	}
+	eventually(t, 15*time.Second, "getter did not get two supernodes again", func() bool {
+		return hasTwoWithout(getter, primary)
+	})
+}
+
+// TestSupernodeShutdownHandsOff: a supernode stopped with SIGTERM tells its
+// leaves goodbye, so they move to another supernode at once rather than
+// after the connection's idle timeout.
+func TestSupernodeShutdownHandsOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	var sns []*proc
+	for i := range 3 {
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "supernode")...))
+	}
+	var ls []*proc
+	for i := range 3 {
+		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--supernodes", "2")...))
+	}
+	for _, p := range ls {
+		eventually(t, 15*time.Second, p.name+" did not attach to two supernodes", func() bool {
+			return len(p.status().Attachments) == 2
+		})
+	}
+	victim := sns[0]
+	var moved []*proc
+	for _, p := range ls {
+		if attachedTo(p.status())[victim.ready.PeerID] {
+			moved = append(moved, p)
+		}
+	}
+	stoppedAt := time.Now()
+	victim.stop()
+	for _, p := range moved {
+		eventually(t, 10*time.Second, p.name+" did not get two supernodes again", func() bool {
+			return hasTwoWithout(p, victim.ready.PeerID)
+		})
+		st := p.status()
+		bye := eventTime(st, stoppedAt, "detached from supernode "+victim.ready.PeerID.Short()+": supernode said goodbye")
+		if bye.IsZero() {
+			t.Errorf("%s was not told goodbye: %+v", p.name, st.Events)
+			continue
+		}
+		t.Logf("FIGURE: SIGTERM: %s told goodbye %v after the signal", p.name, bye.Sub(stoppedAt).Round(time.Millisecond))
+	}
+}
