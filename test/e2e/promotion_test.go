@@ -25,7 +25,11 @@ import (
 
 // promotionFlags are the short intervals the promotion test runs with (the
 // defaults are minutes to hours).
-var promotionFlags = []string{"--promotion-hold", "3s", "--promotion-confidence", "2", "--probe-every", "3s",
+// promotionFlags: short hold-downs for a test. Each leaf keeps one
+// supernode (--supernodes 1): the planner's target is leaves per supernode,
+// and the small --max-leaves below leave room for one session per leaf, not
+// two (failover_test.go covers two).
+var promotionFlags = []string{"--supernodes", "1", "--promotion-hold", "3s", "--promotion-confidence", "2", "--probe-every", "3s",
 	"--promotion-max-load", "-1", "--promotion-min-cores", "1.5"}
 
 // TestPromotion: twelve --role auto nodes with different upload caps and CPU
