@@ -193,7 +193,7 @@ func TestPromotion(t *testing.T) {
 	// network needs a fifth; the best remaining candidate is weak1.
 	var pinned []*proc
 	for i := range 3 {
-		p := start(t, fmt.Sprintf("extra%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf")...)
+		p := start(t, fmt.Sprintf("extra%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1")...)
 		byID[p.ready.PeerID] = p.name
 		pinned = append(pinned, p)
 	}
