@@ -240,10 +240,10 @@ func (n *Node) leafLoop(ctx context.Context) {
 				live = append(live, a)
 			}
 		}
-		if len(live) >= want { // replaced: a supernode that asked us to move is left now
+		if len(live) >= want && len(live) > 0 { // replaced: a supernode that asked us to move is left now
 			for _, a := range atts {
 				if why := a.movingWhy(); why != "" {
-					a.leave("moved to another supernode: " + why)
+					a.leave(fmt.Sprintf("moved to supernode %s (%s)", live[0].sn.ID.Short(), why))
 				}
 			}
 		}
