@@ -453,7 +453,7 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 	for i, att := range tries {
 		_, _ = rand.Read(q.ID[:]) // a retry is a new query: the mesh may have seen the first
 		before := got
-		err := n.searchVia(ctx, att, q, timeout, emit)
+		err := n.searchVia(ctx, att, q, timeout, emit, i+1 < len(tries))
 		att.searched(err)
 		if code := proto.CodeOf(err); err == nil || got > before || ctx.Err() != nil ||
 			code == proto.CodeBadRequest || code == proto.CodeRateLimited {
@@ -476,9 +476,10 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 var errUnresponsive = errors.New("supernode stopped answering")
 
 // searchVia runs q on one attachment until the timeout, ctx's end, or emit
-// wanting no more. It gives up early, with an error, when the supernode
-// stops answering pings before any hit arrived.
-func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, timeout time.Duration, emit func(proto.Hit) bool) error {
+// wanting no more. When another supernode could take the search (retry), it
+// gives up early, with an error, if the supernode stops answering pings
+// before any hit arrived; with none, a late ping is no reason to give up.
+func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, timeout time.Duration, emit func(proto.Hit) bool, retry bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, err := att.sess.Open(ctx)
@@ -503,7 +504,7 @@ func (n *Node) searchVia(ctx context.Context, att *attachment, q proto.Query, ti
 				return
 			case now := <-t.C:
 				mu.Lock()
-				give := hits == 0 && att.suspect(now)
+				give := retry && hits == 0 && att.suspect(now)
 				abandoned = abandoned || give
 				mu.Unlock()
 				if give {
