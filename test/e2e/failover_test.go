@@ -158,6 +158,10 @@ func TestSupernodeFailover(t *testing.T) {
 	eventually(t, 15*time.Second, "the bootstrap does not list the spare supernode", func() bool {
 		return bootstrapSupernodes(bs) == 3
 	})
+	// Linked to both, so a search the leaves send it floods to the survivor.
+	eventually(t, 15*time.Second, "the spare supernode did not link to the other two", func() bool {
+		return len(spare.status().Supernode.Neighbours) == 2
+	})
 	words := map[*proc]string{}
 	for _, p := range ls {
 		var files []proto.FileEntry
