@@ -246,6 +246,9 @@ func TestSupernodeFailover(t *testing.T) {
 		}
 		worst, worstDetect = max(worst, attached.Sub(killedAt)), max(worstDetect, detached.Sub(killedAt))
 		took = append(took, attached.Sub(killedAt))
+		if attached.Sub(killedAt) > 5*time.Second {
+			t.Logf("%s took %v; its events: %+v", p.name, attached.Sub(killedAt), st.Events)
+		}
 	}
 	slices.Sort(took)
 	recovered := time.Now()
