@@ -182,19 +182,18 @@ func (a *attachment) push(d shares.Diff) {
 // supernode drops its files at once, and the manager refills the set. It is
 // how a surplus attachment is shed, and how a supernode's request that its
 // leaves move elsewhere is to be honoured.
-func (a *attachment) leave(why string) {
-	a.once.Do(func() {
-		a.mu.Lock()
-		a.why, a.leaving = why, true
-		a.mu.Unlock()
-		close(a.done)
-	})
-}
+func (a *attachment) leave(why string) { a.end(why, true) }
 
-func (a *attachment) close(why string) {
+// close ends the attachment because its session did (or the node is
+// shutting down, which says goodbye itself).
+func (a *attachment) close(why string) { a.end(why, false) }
+
+// end records why the attachment ended (the first reason wins) and wakes
+// its goroutine.
+func (a *attachment) end(why string, leaving bool) {
 	a.once.Do(func() {
 		a.mu.Lock()
-		a.why = why
+		a.why, a.leaving = why, leaving
 		a.mu.Unlock()
 		close(a.done)
 	})
@@ -469,7 +468,10 @@ func (n *Node) Search(ctx context.Context, text string, max int, timeout time.Du
 				zap.Stringer("supernode", att.sn.ID), zap.Error(err))
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 2 {
+		return fmt.Errorf("%v; retried: %w", errs[0], errs[1])
+	}
+	return errs[0]
 }
 
 // errUnresponsive ends a search on a supernode that stopped answering pings.

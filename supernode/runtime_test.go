@@ -235,3 +235,47 @@ func TestPipelinedAttachRefusedKeepsRedirect(t *testing.T) {
 		t.Fatalf("full supernode indexes %d files, want only the first leaf's 1", files1)
 	}
 }
+
+// TestLeafSessionPeerListAndGoodbye: on a leaf's session stream an empty
+// PeerList asks for the supernode's (itself and its mesh), and a supernode
+// that stops tells the leaf goodbye before it goes.
+func TestLeafSessionPeerListAndGoodbye(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := memnet.NewNetwork(1)
+	a := newHost(t, ctx, n, 1, supernode.Config{MeshDegree: 1})
+	b := newHost(t, ctx, n, 2, supernode.Config{MeshDegree: 1})
+	b.Link(a)
+	waitFor(t, 5*time.Second, "mesh link did not come up", func() bool { return a.HasNeighbour(pid(2)) })
+	leaf := newLeaf(t, ctx, n, 101, a)
+	defer leaf.Close()
+	if err := leaf.St.Send(&proto.PeerList{}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := leaf.St.Recv()
+	pl, ok := m.(*proto.PeerList)
+	if err != nil || !ok {
+		t.Fatalf("answer to a PeerList on the leaf session: %v %v", m, err)
+	}
+	got := map[proto.PeerID]bool{}
+	for _, p := range pl.Peers {
+		got[p.ID] = true
+	}
+	if !got[pid(1)] || !got[pid(2)] || pl.Peers[0].Load.Leaves != 1 {
+		t.Fatalf("peer list %+v: want the supernode (with its one leaf) and its neighbour", pl.Peers)
+	}
+	// Close waits for the leaf to hang up after the goodbye (here it does
+	// when it reads it).
+	closed := make(chan struct{})
+	go func() { a.Close(); close(closed) }()
+	m, err = leaf.St.Recv()
+	if bye, ok := m.(*proto.Goodbye); err != nil || !ok || bye.Reason == "" {
+		t.Fatalf("after Close the leaf read %v %v, want a Goodbye", m, err)
+	}
+	leaf.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return after the leaf hung up")
+	}
+}

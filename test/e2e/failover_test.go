@@ -158,6 +158,10 @@ func TestSupernodeFailover(t *testing.T) {
 	eventually(t, 15*time.Second, "the bootstrap does not list the spare supernode", func() bool {
 		return bootstrapSupernodes(bs) == 3
 	})
+	// Linked to both, so a search the leaves send it floods to the survivor.
+	eventually(t, 15*time.Second, "the spare supernode did not link to the other two", func() bool {
+		return len(spare.status().Supernode.Neighbours) == 2
+	})
 	words := map[*proc]string{}
 	for _, p := range ls {
 		var files []proto.FileEntry
@@ -242,6 +246,9 @@ func TestSupernodeFailover(t *testing.T) {
 		}
 		worst, worstDetect = max(worst, attached.Sub(killedAt)), max(worstDetect, detached.Sub(killedAt))
 		took = append(took, attached.Sub(killedAt))
+		if attached.Sub(killedAt) > 5*time.Second {
+			t.Logf("%s took %v; its events: %+v", p.name, attached.Sub(killedAt), st.Events)
+		}
 	}
 	slices.Sort(took)
 	recovered := time.Now()
