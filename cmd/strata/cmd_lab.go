@@ -50,6 +50,7 @@ script starts its own nodes (unless --nodes is given). Steps:
 			return runLab(cmd, o)
 		},
 	}
+	cmd.AddCommand(newLabShareCmd())
 	fs := cmd.Flags()
 	fs.IntVar(&o.nodes, "nodes", lab.DefaultNodes, "how many nodes to start")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the generated share folders and node capacities")
@@ -240,4 +241,49 @@ func labInfo(l *lab.Lab, ov lab.Overlay) map[string]any {
 	return map[string]any{"event": "ready", "dir": l.Dir(), "supernodes": ov.Supernodes(), "unattached": ov.Unattached(),
 		"bootstrap": map[string]string{"peer_id": bs.PeerID.String(), "quic": bs.QUIC, "api": bs.API, "map": "http://" + bs.API + "/"},
 		"nodes":     nodes}
+}
+
+// newLabShareCmd is `strata lab share`: the container lab's way to give
+// each node the generated share folder `strata lab` would, then become the
+// node (exec, so a scratch image needs no shell).
+func newLabShareCmd() *cobra.Command {
+	var (
+		dir   string
+		index int
+		seed  uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "share [flags] [-- strata arguments...]",
+		Short: "Write a lab node's generated share folder, then optionally run strata with the arguments after --",
+		Long: `Write the generated share folder of lab node number --index (from 0) into
+--dir (default: the first of STRATA_SHARE), as "strata lab" does, unless the
+folder already holds files. With arguments after --, strata then replaces
+itself with "strata ARGUMENTS" (e.g. -- node), so a container image needs
+no shell.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				dir, _, _ = strings.Cut(os.Getenv("STRATA_SHARE"), ",")
+			}
+			if dir == "" {
+				return fmt.Errorf("no share folder: give --dir or set STRATA_SHARE")
+			}
+			n, err := lab.FillShare(dir, index, seed)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "strata lab share: %d files written to %s\n", n, dir)
+			if len(args) == 0 {
+				return nil
+			}
+			bin, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			return execSelf(bin, args)
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the share folder to fill")
+	cmd.Flags().IntVar(&index, "index", 0, "the lab node number (from 0): which files it gets")
+	cmd.Flags().Uint64Var(&seed, "seed", 1, "seed for the generated files")
+	return cmd
 }

@@ -177,7 +177,7 @@ func (p *Proc) Get(ctx context.Context, cid proto.ContentID, name string) (Downl
 			return d, err
 		}
 	}
-	got, size, err := contentIDOfFile(d.Path)
+	got, size, err := ContentIDOfFile(d.Path)
 	if err != nil {
 		return d, fmt.Errorf("reading the downloaded file back: %w", err)
 	}
@@ -187,8 +187,9 @@ func (p *Proc) Get(ctx context.Context, cid proto.ContentID, name string) (Downl
 	return d, nil
 }
 
-// contentIDOfFile hashes a file the way shares and downloads do.
-func contentIDOfFile(path string) (proto.ContentID, uint64, error) {
+// ContentIDOfFile hashes a file the way shares and downloads do, and
+// returns its content ID and size.
+func ContentIDOfFile(path string) (proto.ContentID, uint64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return proto.ContentID{}, 0, err

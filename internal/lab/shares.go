@@ -246,3 +246,19 @@ func diskError(err error) error {
 	}
 	return err
 }
+
+// FillShare writes the share folder of the lab's node number index (from
+// 0) into dir, as `strata lab` does, unless dir already holds files: a
+// restarted container keeps its share. It returns the files written.
+func FillShare(dir string, index int, seed uint64) (int, error) {
+	if index < 0 {
+		return 0, fmt.Errorf("lab: node index %d: use 0 or more", index)
+	}
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return 0, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, diskError(err)
+	}
+	return fillShare(dir, index, seed)
+}
