@@ -54,6 +54,34 @@ type Download struct {
 
 var apiClient = &http.Client{Timeout: 70 * time.Second}
 
+// Client talks to one node's control API at API (host:port), sending
+// Token when it is set. Usable, when set, says why the node cannot answer
+// (it has exited, it is frozen) before a request is tried.
+type Client struct {
+	Name   string
+	API    string
+	Token  string
+	Usable func() error
+	// Fetch, when set, copies a file from the node's file system (a
+	// container's) to a local path Get can read back; nil means the node's
+	// files are local.
+	Fetch func(ctx context.Context, path string) (local string, err error)
+}
+
+// Client is p's API client.
+func (p *Proc) Client() *Client {
+	return &Client{Name: p.Name, API: p.Ready.API, Usable: p.usable}
+}
+
+// Status, Search and Get on a lab process go through its Client.
+func (p *Proc) Status(ctx context.Context) (NodeStatus, error) { return p.Client().Status(ctx) }
+func (p *Proc) Search(ctx context.Context, q string, timeout time.Duration) ([]proto.Hit, error) {
+	return p.Client().Search(ctx, q, timeout)
+}
+func (p *Proc) Get(ctx context.Context, cid proto.ContentID, name string) (Download, error) {
+	return p.Client().Get(ctx, cid, name)
+}
+
 // usable says why the node's API cannot answer, if it cannot.
 func (p *Proc) usable() error {
 	if p.Frozen() {
@@ -65,8 +93,29 @@ func (p *Proc) usable() error {
 	return nil
 }
 
-func (p *Proc) do(ctx context.Context, method, path string, body any, v any) error {
-	if err := p.usable(); err != nil {
+func (c *Client) usable() error {
+	if c.Usable == nil {
+		return nil
+	}
+	return c.Usable()
+}
+
+func (c *Client) request(ctx context.Context, method, url string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return apiClient.Do(req)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any, v any) error {
+	if err := c.usable(); err != nil {
 		return err
 	}
 	var rd io.Reader
@@ -77,16 +126,9 @@ func (p *Proc) do(ctx context.Context, method, path string, body any, v any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+p.Ready.API+path, rd)
+	resp, err := c.request(ctx, method, "http://"+c.API+path, rd)
 	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s API %s: %w", p.Name, path, err)
+		return fmt.Errorf("%s API %s: %w", c.Name, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
@@ -95,9 +137,9 @@ func (p *Proc) do(ctx context.Context, method, path string, body any, v any) err
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %s", p.Name, path, e.Error)
+			return fmt.Errorf("%s %s: %s", c.Name, path, e.Error)
 		}
-		return fmt.Errorf("%s %s: %s %s", p.Name, path, resp.Status, b)
+		return fmt.Errorf("%s %s: %s %s", c.Name, path, resp.Status, b)
 	}
 	if v == nil {
 		return nil
@@ -106,30 +148,41 @@ func (p *Proc) do(ctx context.Context, method, path string, body any, v any) err
 }
 
 // Status reads the node's status.
-func (p *Proc) Status(ctx context.Context) (NodeStatus, error) {
+func (c *Client) Status(ctx context.Context) (NodeStatus, error) {
 	var st NodeStatus
-	err := p.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
 	return st, err
 }
 
+// StatusRaw reads the node's status as a JSON object, for fields the lab
+// does not know (a feature's presence).
+func (c *Client) StatusRaw(ctx context.Context) (map[string]json.RawMessage, error) {
+	var st map[string]json.RawMessage
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Shares lists the files the node shares.
+func (c *Client) Shares(ctx context.Context) ([]proto.FileEntry, error) {
+	var fs []proto.FileEntry
+	err := c.do(ctx, http.MethodGet, "/v1/shares", nil, &fs)
+	return fs, err
+}
+
 // Search runs a query through the node and returns the hits.
-func (p *Proc) Search(ctx context.Context, q string, timeout time.Duration) ([]proto.Hit, error) {
-	if err := p.usable(); err != nil {
+func (c *Client) Search(ctx context.Context, q string, timeout time.Duration) ([]proto.Hit, error) {
+	if err := c.usable(); err != nil {
 		return nil, err
 	}
-	u := "http://" + p.Ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	u := "http://" + c.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()}}.Encode()
+	resp, err := c.request(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("search on %s: %w", p.Name, err)
+		return nil, fmt.Errorf("search on %s: %w", c.Name, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, fmt.Errorf("search on %s: %s %s", p.Name, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("search on %s: %s %s", c.Name, resp.Status, bytes.TrimSpace(b))
 	}
 	var hits []proto.Hit
 	sc := bufio.NewScanner(resp.Body)
@@ -141,13 +194,13 @@ func (p *Proc) Search(ctx context.Context, q string, timeout time.Duration) ([]p
 			Error string     `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return hits, fmt.Errorf("search on %s: bad line %q: %w", p.Name, sc.Text(), err)
+			return hits, fmt.Errorf("search on %s: bad line %q: %w", c.Name, sc.Text(), err)
 		}
 		if ev.Hit != nil {
 			hits = append(hits, *ev.Hit)
 		}
 		if ev.Type == "done" && ev.Error != "" && len(hits) == 0 {
-			return nil, fmt.Errorf("search on %s: %s", p.Name, ev.Error)
+			return nil, fmt.Errorf("search on %s: %s", c.Name, ev.Error)
 		}
 	}
 	return hits, sc.Err()
@@ -156,9 +209,9 @@ func (p *Proc) Search(ctx context.Context, q string, timeout time.Duration) ([]p
 // Get downloads cid through the node and waits until it is done, failed
 // or ctx ends. A finished file is read back and its content ID recomputed,
 // so a download the lab reports as done has been verified twice.
-func (p *Proc) Get(ctx context.Context, cid proto.ContentID, name string) (Download, error) {
+func (c *Client) Get(ctx context.Context, cid proto.ContentID, name string) (Download, error) {
 	var d Download
-	if err := p.do(ctx, http.MethodPost, "/v1/downloads", map[string]string{"content_id": cid.String(), "name": name}, &d); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/downloads", map[string]string{"content_id": cid.String(), "name": name}, &d); err != nil {
 		return d, err
 	}
 	t := time.NewTicker(100 * time.Millisecond)
@@ -166,18 +219,25 @@ func (p *Proc) Get(ctx context.Context, cid proto.ContentID, name string) (Downl
 	for d.State != "done" {
 		switch d.State {
 		case "failed", "cancelled":
-			return d, fmt.Errorf("download of %s on %s %s: %s", name, p.Name, d.State, d.Error)
+			return d, fmt.Errorf("download of %s on %s %s: %s", name, c.Name, d.State, d.Error)
 		}
 		select {
 		case <-ctx.Done():
-			return d, fmt.Errorf("download of %s on %s still %s (%d of %d bytes): %w", name, p.Name, d.State, d.Done, d.Size, ctx.Err())
+			return d, fmt.Errorf("download of %s on %s still %s (%d of %d bytes): %w", name, c.Name, d.State, d.Done, d.Size, ctx.Err())
 		case <-t.C:
 		}
-		if err := p.do(ctx, http.MethodGet, "/v1/downloads/"+cid.String(), nil, &d); err != nil {
+		if err := c.do(ctx, http.MethodGet, "/v1/downloads/"+cid.String(), nil, &d); err != nil {
 			return d, err
 		}
 	}
-	got, size, err := ContentIDOfFile(d.Path)
+	path := d.Path
+	if c.Fetch != nil {
+		var err error
+		if path, err = c.Fetch(ctx, d.Path); err != nil {
+			return d, fmt.Errorf("copying the downloaded file %s from %s: %w", d.Path, c.Name, err)
+		}
+	}
+	got, size, err := ContentIDOfFile(path)
 	if err != nil {
 		return d, fmt.Errorf("reading the downloaded file back: %w", err)
 	}
@@ -327,4 +387,9 @@ func sortedNames(s []string) []string {
 		return strings.Compare(a, b)
 	})
 	return s
+}
+
+// Cancel cancels the node's download of cid.
+func (c *Client) Cancel(ctx context.Context, cid proto.ContentID) error {
+	return c.do(ctx, http.MethodDelete, "/v1/downloads/"+cid.String(), nil, nil)
 }
