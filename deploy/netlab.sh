@@ -20,8 +20,14 @@ router)
   ipt -P FORWARD DROP
   ipt -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   ipt -A FORWARD ! -i "$pub" -o "$pub" -j ACCEPT
-  # Anything else coming in from the public side is an inbound connection: count and drop it.
+  # Anything else coming in from the public side is an inbound connection
+  # (to a home node, or to the router's own ports: there is no port
+  # forwarding): count and drop it.
   ipt -A FORWARD -i "$pub" -j DROP
+  ipt -A INPUT -i lo -j ACCEPT
+  ipt -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  ipt -A INPUT -i "$pub" -p icmp -j ACCEPT
+  ipt -A INPUT -i "$pub" -j DROP
   echo "router: NAT out of $pub; inbound dropped"
   trap 'exit 0' TERM INT
   while :; do sleep 3600 & wait $!; done
