@@ -86,7 +86,7 @@ func docker(ctx context.Context, args ...string) (string, error) {
 }
 
 // discover finds the lab's containers, their addresses and roles.
-func discover(ctx context.Context) (map[string]*member, []string, error) {
+func discover(ctx context.Context, tmp string) (map[string]*member, []string, error) {
 	names, err := docker(ctx, "ps", "-a", "--filter", "label=com.docker.compose.project="+project, "--format", "{{.Names}}")
 	if err != nil {
 		return nil, nil, err
@@ -128,7 +128,7 @@ func discover(ctx context.Context) (map[string]*member, []string, error) {
 		if m.ip == "" {
 			return nil, nil, fmt.Errorf("%s has no address (is it running?)", cn)
 		}
-		m.c = &lab.Client{Name: m.name, API: m.ip + ":" + port, Token: token, Fetch: fetchFrom(cn)}
+		m.c = &lab.Client{Name: m.name, API: m.ip + ":" + port, Token: token, Fetch: fetchFrom(cn, tmp)}
 		ms[m.name] = m
 		order = append(order, m.name)
 	}
@@ -142,9 +142,9 @@ func discover(ctx context.Context) (map[string]*member, []string, error) {
 }
 
 // fetchFrom copies a file out of a container (docker cp) for verification.
-func fetchFrom(container string) func(ctx context.Context, path string) (string, error) {
+func fetchFrom(container, tmp string) func(ctx context.Context, path string) (string, error) {
 	return func(ctx context.Context, path string) (string, error) {
-		dir, err := os.MkdirTemp("", "strata-lab-fetch-")
+		dir, err := os.MkdirTemp(tmp, "fetch-")
 		if err != nil {
 			return "", err
 		}
@@ -316,7 +316,7 @@ func TestComposeLab(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 7*time.Minute)
 	defer cancel()
-	ms, order, err := discover(ctx)
+	ms, order, err := discover(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -706,31 +706,52 @@ func (e *env) behindNAT(a *member) {
 		e.rep.add("PASS", "download from behind the NAT", fmt.Sprintf("%s got %q (%d bytes) through the router in %.2fs, verified", nat.name, d.Name, d.Size, time.Since(t0).Seconds()))
 	}
 
-	// Inbound: a public leaf fetches what only the NATed leaf has.
-	if in.Name == "" {
-		e.rep.add("FAIL", "NATed peer serves", "the NATed leaf holds no file of its own")
-		e.t.Error("no NAT-only file")
+	// Inbound: a public leaf fetches what only the NATed leaf has, and
+	// what only the firewalled leaf has.
+	e.servesInbound(a, nat, in, "NATed peer serves", "strata-router", "the router")
+	for _, m := range e.nodes() {
+		if !m.firewall {
+			continue
+		}
+		var only proto.FileEntry
+		for cid, holders := range hs {
+			if len(holders) == 1 && holders[0] == m.name {
+				only = entries[cid]
+				break
+			}
+		}
+		e.servesInbound(a, m, only, "firewalled peer serves", m.container, m.name+"'s firewall")
+	}
+}
+
+// servesInbound: a downloads f, which only target holds, while target
+// cannot be reached from outside; the packets dropped by the container
+// fw's iptables DROP rules are counted meanwhile.
+func (e *env) servesInbound(a, target *member, f proto.FileEntry, check, fw, fwName string) {
+	if f.Name == "" {
+		e.rep.add("FAIL", check, target.name+" holds no file of its own")
+		e.t.Errorf("%s: no file only %s holds", check, target.name)
 		return
 	}
-	drops := dropCounter(e.ctx, "strata-router", "FORWARD") + dropCounter(e.ctx, "strata-router", "INPUT")
-	ctx, cancel = context.WithTimeout(e.ctx, 20*time.Second)
-	t0 = time.Now()
-	d, err = a.c.Get(ctx, in.ContentID, in.Name)
+	drops := dropCounter(e.ctx, fw, "FORWARD") + dropCounter(e.ctx, fw, "INPUT")
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	t0 := time.Now()
+	d, err := a.c.Get(ctx, f.ContentID, f.Name)
 	cancel()
-	dropped := dropCounter(e.ctx, "strata-router", "FORWARD") + dropCounter(e.ctx, "strata-router", "INPUT") - drops
+	dropped := dropCounter(e.ctx, fw, "FORWARD") + dropCounter(e.ctx, fw, "INPUT") - drops
 	if err == nil {
-		e.rep.add("PASS", "NATed peer serves", fmt.Sprintf("%s got %q from %s behind the NAT in %.2fs, verified", a.name, d.Name, nat.name, time.Since(t0).Seconds()))
+		e.rep.add("PASS", check, fmt.Sprintf("%s got %q from %s in %.2fs, verified", a.name, d.Name, target.name, time.Since(t0).Seconds()))
 		return
 	}
-	raw, _ := nat.c.StatusRaw(e.ctx)
+	raw, _ := target.c.StatusRaw(e.ctx)
 	for _, k := range natFeatures {
 		if _, ok := raw[k]; ok {
-			e.rep.add("FAIL", "NATed peer serves", fmt.Sprintf("%s has %q in its status but %s could not download from it: %v", nat.name, k, a.name, err))
+			e.rep.add("FAIL", check, fmt.Sprintf("%s has %q in its status but %s could not download from it: %v", target.name, k, a.name, err))
 			e.t.Error(err)
 			return
 		}
 	}
-	e.rep.add("SKIPPED", "NATed peer serves", fmt.Sprintf("needs NAT traversal (push, hole punching or relay; not built): %s could not fetch %q from %s in 20s; the router dropped %d inbound packets meanwhile",
-		a.name, in.Name, nat.name, dropped))
-	_ = a.c.Cancel(e.ctx, in.ContentID)
+	e.rep.add("SKIPPED", check, fmt.Sprintf("needs NAT traversal (push, hole punching or relay; not built): %s could not fetch %q from %s in 20s; %s dropped %d inbound packets meanwhile",
+		a.name, f.Name, target.name, fwName, dropped))
+	_ = a.c.Cancel(e.ctx, f.ContentID)
 }
