@@ -298,6 +298,30 @@ func (l *Lab) Node(name string) (*Proc, error) {
 	return nil, fmt.Errorf("no node %q; the lab has node1 to node%d and bootstrap", name, len(l.Nodes()))
 }
 
+// Restart stops the node or bootstrap server called name and starts it
+// again on its state folder and addresses; it returns the new process.
+func (l *Lab) Restart(name string) (*Proc, error) {
+	p, err := l.Node(name)
+	if err != nil {
+		return nil, err
+	}
+	np, err := p.restart()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p == l.Bootstrap {
+		l.Bootstrap = np
+	}
+	for i := range l.nodes {
+		if l.nodes[i] == p {
+			l.nodes[i] = np
+		}
+	}
+	return np, nil
+}
+
 // Close stops every child (SIGTERM, then SIGKILL after a few seconds) and
 // removes the lab's folder unless Config.Keep is set.
 func (l *Lab) Close() error {

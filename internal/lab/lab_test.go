@@ -59,6 +59,8 @@ expect hits>=1
 cut node5
 expect nodes=3
 heal node5
+restart node2
+wait attached 30s
 `
 	s, err := ParseScript("test.lab", strings.NewReader(src))
 	if err != nil {
@@ -83,7 +85,7 @@ heal node5
 		}
 		t.Fatal(runErr)
 	}
-	for _, want := range []string{"content ID verified", "(the supernode)", "passed: 13 steps"} {
+	for _, want := range []string{"content ID verified", "(the supernode)", "with the same peer ID", "passed: 15 steps"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,11 @@ type Proc struct {
 	// Profile is a node's capacity; zero for the bootstrap server.
 	Profile Profile
 
+	// How it was started, for Restart.
+	binary    string
+	env, args []string
+	timeout   time.Duration
+
 	cmd  *exec.Cmd
 	done chan struct{}
 	mu   sync.Mutex
@@ -57,8 +63,9 @@ type Profile struct {
 // startProc runs binary args... with stderr into dir/log and waits up to
 // timeout for its ready line.
 func startProc(binary, name, dir string, env, args []string, timeout time.Duration) (*Proc, error) {
-	p := &Proc{Name: name, Dir: dir, Log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	logf, err := os.Create(p.Log)
+	p := &Proc{Name: name, Dir: dir, Log: filepath.Join(dir, name+".log"), done: make(chan struct{}),
+		binary: binary, env: env, args: args, timeout: timeout}
+	logf, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, diskError(err)
 	}
@@ -103,6 +110,28 @@ func startProc(binary, name, dir string, env, args []string, timeout time.Durati
 		p.Kill()
 		return nil, fmt.Errorf("%s not ready after %v; its log %s ends:\n%s", name, timeout, p.Log, tail(p.Log, 15))
 	}
+}
+
+// restart stops p (SIGTERM) and starts it again with the same state
+// folder and the same QUIC and API addresses, as a machine that reboots
+// would come back.
+func (p *Proc) restart() (*Proc, error) {
+	p.Stop(10 * time.Second)
+	args := slices.Clone(p.args)
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--listen":
+			args[i+1] = p.Ready.QUIC
+		case "--api":
+			args[i+1] = p.Ready.API
+		}
+	}
+	np, err := startProc(p.binary, p.Name, p.Dir, p.env, args, p.timeout)
+	if err != nil {
+		return nil, err
+	}
+	np.Profile = p.Profile
+	return np, nil
 }
 
 // Alive reports whether the process is still running (frozen counts).

@@ -40,6 +40,8 @@ const ScriptHelp = `One step a line; # starts a comment; "double quotes" group w
   stop NODE                SIGTERM: a clean leave
   cut NODE                 SIGSTOP: the node's links go dead (packets dropped, not refused)
   heal NODE                SIGCONT: undo a cut
+  restart NODE             stop NODE and start it again on its state folder and addresses;
+                           fails if it comes back with another peer ID
   search NODE QUERY [expect OP N] [timeout D]
                            search through NODE; the hits are kept for get and "hits"
   get NODE [N] [timeout D] download hit N (default 1) of the last search, counting only
@@ -136,7 +138,7 @@ func (st Step) check() error {
 		}
 		_, _, err := st.condition()
 		return err
-	case "kill", "stop", "cut", "heal":
+	case "kill", "stop", "cut", "heal", "restart":
 		return want(1, 1, st.Verb+" NODE")
 	case "search":
 		if n < 2 {
@@ -171,7 +173,7 @@ func (st Step) check() error {
 		}
 	case "echo":
 	default:
-		return fmt.Errorf("unknown step %q; the steps are nodes, add, wait, expect, kill, stop, cut, heal, search, get, status, sleep, echo", st.Verb)
+		return fmt.Errorf("unknown step %q; the steps are nodes, add, wait, expect, kill, stop, cut, heal, restart, search, get, status, sleep, echo", st.Verb)
 	}
 	return nil
 }
@@ -376,6 +378,20 @@ func (r *runner) step(ctx context.Context, st Step) (string, error) {
 			p.Heal()
 		}
 		return fmt.Sprintf("%s%s (pid %d)", p.Name, how, p.Pid()), nil
+	case "restart":
+		p, how, err := r.target(ctx, st.Args[0])
+		if err != nil {
+			return "", err
+		}
+		t0 := time.Now()
+		np, err := r.l.Restart(p.Name)
+		if err != nil {
+			return "", err
+		}
+		if np.Ready.PeerID != p.Ready.PeerID {
+			return "", fmt.Errorf("%s came back as %s, not %s: its identity was lost", p.Name, np.Ready.PeerID, p.Ready.PeerID)
+		}
+		return fmt.Sprintf("%s%s ready again in %.2fs with the same peer ID (pid %d)", p.Name, how, time.Since(t0).Seconds(), np.Pid()), nil
 	case "search":
 		return r.search(ctx, st)
 	case "get":

@@ -76,7 +76,7 @@ func Examples(prog string, l *Lab, o Overlay) []string {
 		p, _ := l.Node(leaves[len(leaves)-1])
 		ex = append(ex,
 			fmt.Sprintf("%s search --api %s beatles    # search from %s, a leaf", prog, p.Ready.API, p.Name),
-			fmt.Sprintf("%s search --api %s --get 1 'come together'   # and download hit 1", prog, p.Ready.API),
+			fmt.Sprintf("%s search --api %s --get 1 beatles   # and download hit 1", prog, p.Ready.API),
 			fmt.Sprintf("%s downloads --api %s", prog, p.Ready.API))
 	}
 	ex = append(ex, fmt.Sprintf("%s status --api %s            # the bootstrap server: supernodes and load", prog, l.Bootstrap.Ready.API))
