@@ -331,14 +331,16 @@ func TestComposeLab(t *testing.T) {
 		_, _ = docker(context.Background(), append([]string{"start"}, all...)...)
 	}()
 
-	// A known start: restart every strata container at once (the router
-	// keeps its rules), so convergence is measured from a cold start; their
-	// named volumes must give them their identities back.
+	// A known start: restart every container, so convergence is measured
+	// from a cold start; their named volumes must give them their
+	// identities back.
 	before := map[string]proto.PeerID{}
 	for n, st := range e.snapshot() {
 		before[n] = st.PeerID
 	}
-	var cs []string
+	// The router first: a fresh network namespace, no NAT state left from
+	// earlier runs.
+	cs := []string{"strata-router"}
 	for _, n := range order {
 		cs = append(cs, e.members[n].container)
 	}
