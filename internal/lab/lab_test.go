@@ -204,3 +204,20 @@ func TestDiskError(t *testing.T) {
 		t.Fatalf("diskError = %v", err)
 	}
 }
+
+// TestShippedScripts: the example scripts in docs/lab parse.
+func TestShippedScripts(t *testing.T) {
+	files, err := filepath.Glob("../../docs/lab/*.lab")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts in docs/lab: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ParseScript(f, bytes.NewReader(b)); err != nil {
+			t.Error(err)
+		}
+	}
+}
