@@ -166,14 +166,16 @@ func (e *env) nodes() []*member {
 	return ns
 }
 
+// up is the nodes the scenario has not taken down.
+func (e *env) up() []*member {
+	return slices.DeleteFunc(e.nodes(), func(m *member) bool { return e.down[m.name] })
+}
+
 // snapshot is every node's status at one moment (nodes that did not
 // answer are left out).
 func (e *env) snapshot() map[string]lab.NodeStatus {
 	s := map[string]lab.NodeStatus{}
-	for _, m := range e.nodes() {
-		if e.down[m.name] {
-			continue
-		}
+	for _, m := range e.up() {
 		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
 		st, err := m.c.Status(ctx)
 		cancel()
@@ -249,10 +251,7 @@ func (e *env) waitHealthy(d time.Duration, names ...string) error {
 func (e *env) holders() (map[proto.ContentID][]string, map[proto.ContentID]proto.FileEntry) {
 	hs := map[proto.ContentID][]string{}
 	entries := map[proto.ContentID]proto.FileEntry{}
-	for _, m := range e.nodes() {
-		if e.down[m.name] {
-			continue
-		}
+	for _, m := range e.up() {
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		fs, err := m.c.Shares(ctx)
 		cancel()
