@@ -221,3 +221,22 @@ func TestShippedScripts(t *testing.T) {
 		}
 	}
 }
+
+// TestNoRoom: a lab folder on a nearly full file system (a 4 MiB tmpfs)
+// is refused before anything is written, saying what to do. It needs root
+// to mount the tmpfs.
+func TestNoRoom(t *testing.T) {
+	dir := t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).Run(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	_, err := New(Config{Binary: binary, Nodes: 3, Dir: dir})
+	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "--dir") || !strings.Contains(err.Error(), "fewer --nodes") {
+		t.Fatalf("New on a full disk = %v; want ErrNoSpace saying what to do", err)
+	}
+	// A disk that fills up while the share folder is written.
+	if _, err := fillShare(filepath.Join(dir, "share"), 0, 1); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("fillShare on a full disk = %v; want ErrNoSpace", err)
+	}
+}
