@@ -5,7 +5,7 @@ FUZZTIME  ?= 10s
 BENCHCOUNT ?= 5
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build test vet staticcheck unit fuzz bench bench-quick clean
+.PHONY: all build test vet staticcheck unit fuzz bench bench-quick clean image lab lab-down lab-test
 
 all: build
 
@@ -35,3 +35,27 @@ bench:
 
 clean:
 	rm -rf bin
+
+## The container lab (deploy/compose.yaml). Nothing is pulled: strata-lab is
+## FROM scratch with the static binary; strata-lab-fw (NAT router, firewalled
+## nodes) adds it to a Debian made with debootstrap (deploy/rootfs.sh, cached).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+LAB     = $(COMPOSE) -f deploy/compose.yaml -p strata-lab
+
+## image: the lab's images strata-lab:latest and strata-lab-fw:latest
+image: build
+	bash deploy/rootfs.sh
+	DOCKER_BUILDKIT=0 docker build -q -f deploy/Dockerfile -t strata-lab:latest .
+	DOCKER_BUILDKIT=0 docker build -q -f deploy/Dockerfile.fw -t strata-lab-fw:latest .
+
+## lab: start the container lab (or bring back what is stopped)
+lab: image
+	$(LAB) up -d --remove-orphans
+
+## lab-down: remove the lab's containers, networks and volumes
+lab-down:
+	$(LAB) down -v --remove-orphans
+
+## lab-test: the scenario of test/lab against a freshly started lab; non-zero on any failure
+lab-test: lab
+	STRATA_LAB=1 STRATA_LAB_COMPOSE="$(LAB)" $(GO) test -count=1 -v -timeout 8m -run TestComposeLab ./test/lab/
