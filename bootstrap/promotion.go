@@ -249,7 +249,18 @@ func (s *Server) replan(now time.Time) {
 	// Map order is random; the planner breaks ties by ID, but keep its
 	// input stable anyway.
 	slices.SortFunc(n.Candidates, func(a, b promotion.Candidate) int { return slices.Compare(a.ID[:], b.ID[:]) })
+	old := s.plan
 	s.plan = s.planner.Plan(now, n)
+	if !sameAsks(old.StepUp, s.plan.StepUp) || !sameAsks(old.StepDown, s.plan.StepDown) {
+		pl := s.plan
+		s.log.Info("promotion plan", zap.Int("leaves", pl.Leaves), zap.Int("supernodes", pl.Supernodes),
+			zap.Int("need", pl.Need), zap.Int("keep", pl.Keep), zap.Any("step_up", pl.StepUp),
+			zap.Any("step_down", pl.StepDown), zap.String("reason", pl.Reason))
+	}
+}
+
+func sameAsks(a, b []promotion.Ranked) bool {
+	return slices.EqualFunc(a, b, func(x, y promotion.Ranked) bool { return x.ID == y.ID })
 }
 
 func (s *Server) measured(now time.Time, t *tracked) promotion.Measured {
