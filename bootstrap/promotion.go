@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -467,7 +468,7 @@ func (c *Client) CheckIn(ctx context.Context, bootstraps []string, m *proto.Chec
 			}
 			err = proto.Errorf(proto.CodeProtocol, "answered CheckIn with %s", reply.Type())
 		}
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 		if ctx.Err() != nil {
 			break
 		}
