@@ -51,7 +51,7 @@ function renderStatus(st) {
       text("attached-since", "—");
     }
   }
-  renderEvents(st.events || []);
+  renderEvents(st.events || [], st.promotion);
 }
 
 function renderSupernode(sn, uptime) {
@@ -86,20 +86,34 @@ function renderSupernode(sn, uptime) {
   }
 }
 
-// Role decisions: promotion measurements and decisions are not in the API
-// yet, so this panel shows the role changes found among status.events
-// (e.g. "became a supernode: ..."). Replace when the API has them.
+// Role decisions: the promotion engine's last decisions (status.promotion,
+// docs/API.md), newest first, each with why and the gates that failed; a
+// node without them (an older one) shows its role-change events instead.
 const roleEvent = /became|promot|demot|\brole\b/i;
 
-function renderEvents(events) {
-  const key = events.length + "|" + (events.length ? events[events.length - 1].at : "");
+function decisionText(d) {
+  let t = `${d.role}: ${d.reason}`;
+  if (d.action !== "stay") t += ` → ${d.action}`;
+  else if (d.want !== "stay") t += ` (wants ${d.want}; waiting: ${d.blocked || "—"})`;
+  const failed = (d.gates || []).filter((g) => !g.ok).map((g) => `${g.name} ${g.have} (want ${g.want})`);
+  if (failed.length) t += `; failed: ${failed.join(", ")}`;
+  if (d.repeats > 1) t += ` ×${d.repeats}`;
+  return t;
+}
+
+function renderEvents(events, promotion) {
+  const decs = (promotion && promotion.policy && promotion.policy.decisions) || [];
+  const key = events.length + "|" + (events.length ? events[events.length - 1].at : "") + "|" +
+    decs.length + "|" + (decs.length ? decs[decs.length - 1].at : "");
   if (key === lastEventsKey) return;
   lastEventsKey = key;
   const item = (e) => el("li", {}, el("time", { datetime: e.at }, fmtTime(e.at)), e.what);
   const newest = [...events].reverse();
   $("events").replaceChildren(...newest.map(item));
   if (!events.length) $("events").append(el("li", { class: "muted" }, "nothing yet"));
-  const decisions = newest.filter((e) => roleEvent.test(e.what));
+  const decisions = decs.length
+    ? [...decs].reverse().map((d) => ({ at: d.at, what: decisionText(d) }))
+    : newest.filter((e) => roleEvent.test(e.what));
   $("decisions").replaceChildren(...decisions.map(item));
   if (!decisions.length) $("decisions").append(el("li", { class: "muted" }, "no role changes since start"));
 }
