@@ -168,6 +168,31 @@ func TestProbeOnlyForKnownNodes(t *testing.T) {
 	if err != nil || g.Bytes != 32<<10 {
 		t.Fatalf("probe of 1 GiB after check-in: grant %+v, %v; want the 32 KiB cap", g, err)
 	}
+
+	// Bytes that do not repeat the grant's nonce (sent before the grant,
+	// say) are refused.
+	st, err := sess.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.CancelRead(proto.CodeOK)
+	if err := st.Send(&proto.Probe{Bytes: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.(*proto.ProbeGrant); !ok {
+		t.Fatalf("answered %s, want a grant", m.Type())
+	}
+	if _, err := st.Write(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	m, err = st.Recv()
+	if e, ok := m.(*proto.ErrorMsg); err != nil || !ok || e.Code != proto.CodeBadRequest {
+		t.Fatalf("probe bytes without the nonce: %v %v, want a bad request", m, err)
+	}
 }
 
 // TestCheckInsRateLimitedPerAddress: new nodes checking in from one address
@@ -201,7 +226,7 @@ func TestCheckInBadRole(t *testing.T) {
 
 func TestBlendRate(t *testing.T) {
 	for _, c := range []struct{ old, sample, want float64 }{
-		{0, 100, 100}, {100, 300, 300}, {300, 100, 200}, {200, 200, 200},
+		{0, 100, 100}, {100, 300, 200}, {300, 100, 200}, {200, 200, 200},
 	} {
 		if got := blendRate(c.old, c.sample); got != c.want {
 			t.Errorf("blendRate(%v, %v) = %v, want %v", c.old, c.sample, got, c.want)
