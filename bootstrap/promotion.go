@@ -152,10 +152,10 @@ func (s *Server) startDialBack(id proto.PeerID, t *tracked) {
 	}
 }
 
-// noteDialBack records a dial-back's result, with hysteresis: a reachable
-// node becomes unreachable only after dialBackFailures failures in a row
-// (one lost handshake on a busy host proves little), and a failure is
-// retried at the next check-in. Called under s.mu.
+// noteDialBack records a dial-back's result, with hysteresis: a node
+// becomes unreachable only after dialBackFailures failures in a row (one
+// lost handshake on a busy host proves little; until then it keeps what it
+// was), and a failure is retried at the next check-in. Called under s.mu.
 func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachability) {
 	t.dialing = false
 	if reach == proto.ReachUnknown { // the server is closing
@@ -165,7 +165,7 @@ func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachabil
 	t.reachAt = now
 	if reach == proto.ReachUnreachable {
 		t.fails++
-		if t.reach == proto.ReachPublic && t.fails < dialBackFailures {
+		if t.fails < dialBackFailures {
 			t.reachAt = time.Time{} // again at the next check-in
 			return
 		}
@@ -178,8 +178,8 @@ func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachabil
 	t.reach = reach
 }
 
-// dialBackFailures is how many dial-backs in a row must fail before a
-// reachable node counts as unreachable.
+// dialBackFailures is how many dial-backs in a row must fail before a node
+// counts as unreachable.
 const dialBackFailures = 3
 
 // dialBack reports whether a fresh connection to one of addrs reaches the
@@ -402,11 +402,13 @@ func probePattern(nonce uint64, size int) []byte {
 	return b[:size]
 }
 
-// blendRate folds a probe's rate into the last (an even moving average):
-// one probe on a busy host comes out too low or too high, and a few
-// probes agree.
+// blendRate folds a probe's rate into the last. A probe can come out too
+// low (a busy host, a congested path) but not higher than the link
+// carries (it is timed from the grant), so a higher rate replaces the last
+// and a lower one pulls it only halfway down: a rate that really fell
+// shows after a few probes.
 func blendRate(old, sample float64) float64 {
-	if old <= 0 {
+	if sample >= old {
 		return sample
 	}
 	return (old + sample) / 2

@@ -226,7 +226,7 @@ func TestCheckInBadRole(t *testing.T) {
 
 func TestBlendRate(t *testing.T) {
 	for _, c := range []struct{ old, sample, want float64 }{
-		{0, 100, 100}, {100, 300, 200}, {300, 100, 200}, {200, 200, 200},
+		{0, 100, 100}, {100, 300, 300}, {300, 100, 200}, {200, 200, 200},
 	} {
 		if got := blendRate(c.old, c.sample); got != c.want {
 			t.Errorf("blendRate(%v, %v) = %v, want %v", c.old, c.sample, got, c.want)
