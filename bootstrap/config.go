@@ -62,8 +62,8 @@ type Config struct {
 	Probes   promotion.ProbeLimits
 	Requests promotion.RequestLimits
 	// CheckIn is how often nodes are told to check in for promotion
-	// (CheckInReply.CheckInMillis); a node silent for 3.5 of them is
-	// forgotten.
+	// (CheckInReply.CheckInMillis); a node silent for 10 of them no longer
+	// counts, and after 30 it is forgotten.
 	CheckIn time.Duration
 	// DialBack is the transport the server dials nodes back from, to learn
 	// whether they are reachable. It should be another socket than the one

@@ -1,8 +1,12 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -148,10 +152,10 @@ func (s *Server) startDialBack(id proto.PeerID, t *tracked) {
 	}
 }
 
-// noteDialBack records a dial-back's result, with hysteresis: a reachable
-// node becomes unreachable only after dialBackFailures failures in a row
-// (one lost handshake on a busy host proves little), and a failure is
-// retried at the next check-in. Called under s.mu.
+// noteDialBack records a dial-back's result, with hysteresis: a node
+// becomes unreachable only after dialBackFailures failures in a row (one
+// lost handshake on a busy host proves little; until then it keeps what it
+// was), and a failure is retried at the next check-in. Called under s.mu.
 func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachability) {
 	t.dialing = false
 	if reach == proto.ReachUnknown { // the server is closing
@@ -161,7 +165,7 @@ func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachabil
 	t.reachAt = now
 	if reach == proto.ReachUnreachable {
 		t.fails++
-		if t.reach == proto.ReachPublic && t.fails < dialBackFailures {
+		if t.fails < dialBackFailures {
 			t.reachAt = time.Time{} // again at the next check-in
 			return
 		}
@@ -174,8 +178,8 @@ func (s *Server) noteDialBack(id proto.PeerID, t *tracked, reach proto.Reachabil
 	t.reach = reach
 }
 
-// dialBackFailures is how many dial-backs in a row must fail before a
-// reachable node counts as unreachable.
+// dialBackFailures is how many dial-backs in a row must fail before a node
+// counts as unreachable.
 const dialBackFailures = 3
 
 // dialBack reports whether a fresh connection to one of addrs reaches the
@@ -211,14 +215,19 @@ func (s *Server) forgetNodes(now time.Time) {
 }
 
 // A node is counted (as a leaf, a candidate) while it has checked in
-// within 3.5 check-in intervals; what the server measured of it is kept for
-// forgetAfter intervals, so a node that was slow to check in for a while
-// is not probed and dialled back again.
-const forgetAfter = 30
+// within countAfter check-in intervals: a few late check-ins on a busy
+// host must not make the leaf count, and with it the demand, jump. What
+// the server measured of it is kept for forgetAfter intervals, so a node
+// that was slow to check in for a while is not probed and dialled back
+// again.
+const (
+	countAfter  = 10
+	forgetAfter = 30
+)
 
 // counted reports whether t checked in recently enough to count.
 func (s *Server) counted(now time.Time, t *tracked) bool {
-	return now.Sub(t.last) <= s.cfg.CheckIn*7/2
+	return now.Sub(t.last) <= s.cfg.CheckIn*countAfter
 }
 
 // replan runs the planner over what the server knows. Called under s.mu.
@@ -249,7 +258,18 @@ func (s *Server) replan(now time.Time) {
 	// Map order is random; the planner breaks ties by ID, but keep its
 	// input stable anyway.
 	slices.SortFunc(n.Candidates, func(a, b promotion.Candidate) int { return slices.Compare(a.ID[:], b.ID[:]) })
+	old := s.plan
 	s.plan = s.planner.Plan(now, n)
+	if !sameAsks(old.StepUp, s.plan.StepUp) || !sameAsks(old.StepDown, s.plan.StepDown) {
+		pl := s.plan
+		s.log.Info("promotion plan", zap.Int("leaves", pl.Leaves), zap.Int("supernodes", pl.Supernodes),
+			zap.Int("need", pl.Need), zap.Int("keep", pl.Keep), zap.Any("step_up", pl.StepUp),
+			zap.Any("step_down", pl.StepDown), zap.String("reason", pl.Reason))
+	}
+}
+
+func sameAsks(a, b []promotion.Ranked) bool {
+	return slices.EqualFunc(a, b, func(x, y promotion.Ranked) bool { return x.ID == y.ID })
 }
 
 func (s *Server) measured(now time.Time, t *tracked) promotion.Measured {
@@ -302,6 +322,10 @@ func (s *Server) serveProbe(sess *session.Session, st *session.Stream, m *proto.
 	up, down, err := probeServe(st, grant.Bytes)
 	if err != nil {
 		s.log.Debug("bandwidth probe failed", zap.Stringer("peer", id), zap.Error(err))
+		if errors.As(err, new(*proto.Error)) {
+			st.Fail(err)
+			return
+		}
 		st.CancelWrite(proto.CodeTimeout)
 		st.CancelRead(proto.CodeTimeout)
 		return
@@ -317,23 +341,34 @@ func (s *Server) serveProbe(sess *session.Session, st *session.Stream, m *proto.
 }
 
 // probeServe runs the server's half of a probe of n bytes each way.
+//
+// The node's upload is timed from the grant to its last byte, so every
+// delay (the round trip, a busy host) can only make it look slower, never
+// faster; the first quarter is not counted, as the burst an upload cap's
+// token bucket lets through at once (64 KB in Strata's uploader, a quarter
+// of a full probe). The bytes must repeat the grant's nonce.
 func probeServe(st *session.Stream, n int64) (up, down float64, err error) {
 	_ = st.SetDeadline(time.Now().Add(probeTimeout))
-	if err := st.Send(&proto.ProbeGrant{Bytes: uint32(n)}); err != nil {
-		return 0, 0, err
-	}
-	// Time the second half only: the round trip of the grant is not
-	// counted against the node, and neither is the burst its upload cap
-	// lets through at once (a token bucket's, 64 KB in Strata's uploader).
-	half := n / 2
-	if _, err := io.CopyN(io.Discard, st, n-half); err != nil {
+	var nb [8]byte
+	_, _ = rand.Read(nb[:])
+	nonce := binary.BigEndian.Uint64(nb[:])
+	if err := st.Send(&proto.ProbeGrant{Bytes: uint32(n), Nonce: nonce}); err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
-	if _, err := io.CopyN(io.Discard, st, half); err != nil {
-		return 0, 0, err
+	want := probePattern(nonce, int(min(n, probeChunk)))
+	got := make([]byte, len(want))
+	for off := int64(0); off < n; {
+		k := min(n-off, int64(len(got)))
+		if _, err := io.ReadFull(st, got[:k]); err != nil {
+			return 0, 0, err
+		}
+		if !bytes.Equal(got[:k], want[:k]) {
+			return 0, 0, proto.Errorf(proto.CodeBadRequest, "probe bytes at offset %d do not repeat the grant's nonce", off)
+		}
+		off += k
 	}
-	up = rate(half, time.Since(start))
+	up = rate(n-n/4, time.Since(start))
 	if err := st.Send(&proto.ProbeResult{UpBps: uint64(up), Bytes: uint32(n)}); err != nil {
 		return 0, 0, err
 	}
@@ -356,10 +391,22 @@ func probeServe(st *session.Stream, n int64) (up, down float64, err error) {
 	return up, rate(n, time.Since(start)), nil
 }
 
-// blendRate folds a probe's rate into the last: a higher one replaces it
-// (a link cannot carry more than it can, so the best evidence wins), a
-// lower one pulls it halfway down (a probe on a busy host comes out low;
-// a rate that really fell shows after a few probes).
+// probePattern is size bytes of nonce, big-endian, over and over. Chunks
+// of a probe are multiples of 8 bytes long, so every chunk starts with a
+// whole copy.
+func probePattern(nonce uint64, size int) []byte {
+	b := make([]byte, size+8)
+	for i := 0; i < size; i += 8 {
+		binary.BigEndian.PutUint64(b[i:], nonce)
+	}
+	return b[:size]
+}
+
+// blendRate folds a probe's rate into the last. A probe can come out too
+// low (a busy host, a congested path) but not higher than the link
+// carries (it is timed from the grant), so a higher rate replaces the last
+// and a lower one pulls it only halfway down: a rate that really fell
+// shows after a few probes.
 func blendRate(old, sample float64) float64 {
 	if sample >= old {
 		return sample
@@ -410,7 +457,7 @@ func (c *Client) Probe(ctx context.Context, addr string, size int, pace func(ctx
 	if n <= 1 || n > int64(max(size, 1)) {
 		return 0, 0, proto.Errorf(proto.CodeProtocol, "probe grant of %d bytes for %d asked", n, size)
 	}
-	buf := make([]byte, min(n, probeChunk))
+	buf := probePattern(grant.Nonce, int(min(n, probeChunk)))
 	for left := n; left > 0; {
 		k := min(left, int64(len(buf)))
 		if err := pace(ctx, int(k)); err != nil {
@@ -456,7 +503,7 @@ func (c *Client) CheckIn(ctx context.Context, bootstraps []string, m *proto.Chec
 			}
 			err = proto.Errorf(proto.CodeProtocol, "answered CheckIn with %s", reply.Type())
 		}
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 		if ctx.Err() != nil {
 			break
 		}

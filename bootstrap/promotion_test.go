@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -130,24 +131,67 @@ func TestCheckInDialBackProbeAndPlan(t *testing.T) {
 }
 
 // TestProbeOnlyForKnownNodes: a node that never checked in or registered
-// gets no probe, and the probe cannot be made bigger than the server's cap.
+// gets no probe, and a probe is cut to the server's cap whatever it asks.
 func TestProbeOnlyForKnownNodes(t *testing.T) {
 	ctx := testCtx(t)
 	nw := memnet.NewNetwork(1)
 	b := startMem(t, nw, "", Config{Probes: promotion.ProbeLimits{MaxProbeBytes: 32 << 10}})
-	c, tr := memClient(t, nw, 1, proto.RoleLeaf)
-	answerHellos(t, tr)
-	_, _, err := c.Probe(ctx, b.addr, 64<<10, noPace)
-	if proto.CodeOf(err) != proto.CodeRefused {
+	sess := rawSession(t, ctx, nw, 1, b.addr, proto.RoleLeaf)
+	probe := func() (*proto.ProbeGrant, error) {
+		st, err := sess.Open(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.CancelRead(proto.CodeOK)
+		if err := st.Send(&proto.Probe{Bytes: 1 << 30}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		switch m := m.(type) {
+		case *proto.ProbeGrant:
+			return m, nil
+		case *proto.ErrorMsg:
+			return nil, &proto.Error{Code: m.Code, Msg: m.Message}
+		}
+		return nil, fmt.Errorf("answered %s", m.Type())
+	}
+	if _, err := probe(); proto.CodeOf(err) != proto.CodeRefused {
 		t.Fatalf("probe from a stranger: %v, want refused", err)
 	}
-	if _, _, err := c.CheckIn(ctx, []string{b.addr}, &proto.CheckIn{Role: proto.RoleLeaf, Auto: true}); err != nil {
+	if _, err := sess.Request(ctx, &proto.CheckIn{Role: proto.RoleLeaf, Auto: true}); err != nil {
 		t.Fatal(err)
 	}
-	// The grant is the server's cap, not the 1 MiB asked: the client
-	// refuses a grant larger than it asked, so success means it was cut.
-	if up, _, err := c.Probe(ctx, b.addr, 1<<20, noPace); err != nil || up <= 0 {
-		t.Fatalf("probe after check-in: %v, %v", up, err)
+	g, err := probe()
+	if err != nil || g.Bytes != 32<<10 {
+		t.Fatalf("probe of 1 GiB after check-in: grant %+v, %v; want the 32 KiB cap", g, err)
+	}
+
+	// Bytes that do not repeat the grant's nonce (sent before the grant,
+	// say) are refused.
+	st, err := sess.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.CancelRead(proto.CodeOK)
+	if err := st.Send(&proto.Probe{Bytes: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.(*proto.ProbeGrant); !ok {
+		t.Fatalf("answered %s, want a grant", m.Type())
+	}
+	if _, err := st.Write(make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	m, err = st.Recv()
+	if e, ok := m.(*proto.ErrorMsg); err != nil || !ok || e.Code != proto.CodeBadRequest {
+		t.Fatalf("probe bytes without the nonce: %v %v, want a bad request", m, err)
 	}
 }
 

@@ -23,9 +23,9 @@ import (
 // leaf again (stepDown). Pinned roles are measured and shown, never changed.
 
 // probeBytes is the bandwidth probe asked for each way. The server times
-// the second half of it, past the upload cap's burst (64 KB), so the cap
-// shows.
-const probeBytes = 128 << 10
+// the last three quarters of it, past the upload cap's burst (64 KB), so
+// the cap shows.
+const probeBytes = 256 << 10
 
 // Bounds on the check-in interval a bootstrap server may ask for, and the
 // interval while a role change is asked for.

@@ -327,3 +327,47 @@ func TestPlannerBounded(t *testing.T) {
 		t.Errorf("%d nodes remembered hours after they left", len(p.nodes))
 	}
 }
+
+// TestPlannerSwap: a supernode count within the band, but the best
+// candidate far stronger than the weakest supernode: the candidate is asked
+// to step up; once it serves, the weak one is asked down. A candidate only
+// a little stronger, or a pinned weak supernode, changes nothing.
+func TestPlannerSwap(t *testing.T) {
+	p := newTestPlanner(t, Config{MinInterval: time.Minute})
+	weak, strong, other := proto.PeerID{1}, proto.PeerID{2}, proto.PeerID{3}
+	now := time.Unix(1_800_000_000, 0)
+	net := func(sns ...Supernode) Network {
+		return Network{Supernodes: sns, Leaves: 10, Candidates: []Candidate{
+			{ID: strong, Measured: measured(1_000_000)}, {ID: other, Measured: measured(25_000)}}}
+	}
+	weakSN := Supernode{ID: weak, Measured: measured(20_000), Leaves: 10}
+	p.Plan(now, net(weakSN)) // weak has been a supernode since now
+	if pl := p.Plan(now.Add(30*time.Second), net(weakSN)); len(pl.StepUp) > 0 {
+		t.Fatalf("swap within MinInterval of the weak one stepping up: %+v", pl)
+	}
+	pl := p.Plan(now.Add(2*time.Minute), net(weakSN))
+	if !slices.Equal(ids(pl.StepUp), []proto.PeerID{strong}) || len(pl.StepDown) > 0 {
+		t.Fatalf("plan %+v: want strong asked up, nobody down", pl)
+	}
+	// strong serves: one supernode too many, the weak one goes.
+	both := Network{Supernodes: []Supernode{weakSN, {ID: strong, Measured: measured(1_000_000)}}, Leaves: 9,
+		Candidates: []Candidate{{ID: other, Measured: measured(25_000)}}}
+	pl = p.Plan(now.Add(3*time.Minute), both)
+	if !slices.Equal(ids(pl.StepDown), []proto.PeerID{weak}) || len(pl.StepUp) > 0 {
+		t.Fatalf("plan %+v: want weak asked down", pl)
+	}
+
+	p2 := newTestPlanner(t, Config{MinInterval: time.Minute})
+	near := Network{Supernodes: []Supernode{weakSN}, Leaves: 10, Candidates: []Candidate{{ID: other, Measured: measured(25_000)}}}
+	p2.Plan(now, near)
+	if pl := p2.Plan(now.Add(2*time.Minute), near); len(pl.StepUp) > 0 {
+		t.Fatalf("a candidate 1.25 times stronger swapped in: %+v", pl)
+	}
+	p3 := newTestPlanner(t, Config{MinInterval: time.Minute})
+	pinned := weakSN
+	pinned.Pinned = true
+	p3.Plan(now, net(pinned))
+	if pl := p3.Plan(now.Add(2*time.Minute), net(pinned)); len(pl.StepUp) > 0 {
+		t.Fatalf("swap against a pinned supernode: %+v", pl)
+	}
+}

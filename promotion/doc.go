@@ -24,7 +24,11 @@
 //     its dial-back, its probe, how long it has known each node), how many
 //     supernodes the network needs for Config.LeavesPerSupernode leaves each
 //     with Config.Headroom to spare, and whom to ask: the best candidates to
-//     step up, the idle then weakest supernodes to step down. Plan.Demand is
+//     step up, the idle then weakest supernodes to step down (never a
+//     pinned one). When the count is right but the best candidate is far
+//     stronger than the weakest supernode (Config.SwapFactor), it asks the
+//     candidate up, and the surplus then takes the weak one down, so an early
+//     pick in a network just started does not stay for good. Plan.Demand is
 //     what each node is told.
 //   - ProbeLimiter bounds what bandwidth probes cost the server, and
 //     RequestLimiter bounds promotion-related requests per source address.
@@ -67,7 +71,8 @@
 //
 // # Integration (the runtime's side)
 //
-// A node runs a Measurer periodically, feeds Policy.Observe, sends
+// node/promotion.go and bootstrap/promotion.go do this:
+// a node runs a Measurer periodically, feeds Policy.Observe, sends
 // Policy.Declining with its join and heartbeats, calls Policy.Decide with
 // the Demand from each reply, and carries out Promote (start the supernode
 // role, register) and Demote (hand the leaves off, then stop); when it

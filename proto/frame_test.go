@@ -52,7 +52,7 @@ func sampleMessages() []Message {
 		&Queued{Position: 3, Slots: 4},
 		&CheckIn{Role: RoleLeaf, Auto: true, Declining: true},
 		&CheckInReply{Ask: 1, AcceptYoung: true, Supernodes: 4, Need: 5, Leaves: 120, Reachable: ReachPublic, CheckInMillis: 30000},
-		&Probe{Bytes: 256 << 10}, &ProbeGrant{Bytes: 128 << 10},
+		&Probe{Bytes: 256 << 10}, &ProbeGrant{Bytes: 128 << 10, Nonce: 0x0123456789abcdef},
 		&ProbeResult{UpBps: 1 << 20, Bytes: 128 << 10}, &ProbeDone{},
 		&Move{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, Reason: "stepping down"},
 	}

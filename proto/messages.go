@@ -275,9 +275,12 @@ type Probe struct {
 
 // ProbeGrant is how many bytes the probe moves each way (at most what was
 // asked, at most the server's cap). The node then sends exactly Bytes raw
-// bytes on the stream, paced by its upload cap.
+// bytes on the stream, paced by its upload cap: Nonce, 8 bytes big-endian,
+// over and over (the last copy cut short), so none of them can have been
+// sent before the grant.
 type ProbeGrant struct {
 	Bytes uint32
+	Nonce uint64
 }
 
 // ProbeResult follows the node's bytes: the rate at which the server

@@ -15,7 +15,7 @@ func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role", "supernodes",
 	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token",
-	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every"}
+	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every", "bench-files"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -63,7 +63,7 @@ When ready it prints one JSON line to standard output:
 				Bootstraps: c.Strings("bootstrap"), ShareDirs: c.Strings("share"), Downloads: c.String("downloads"),
 				Role: c.String("role"), Supernodes: c.Int("supernodes"), Supernode: sc, Rescan: c.Duration("rescan"), Heartbeat: c.Duration("heartbeat"),
 				UploadSlots: c.Int("upload-slots"), MaxUploadRate: rate, APIToken: c.String("api-token"),
-				Promotion: pc, ProbeEvery: c.Duration("probe-every"), Logger: log,
+				Promotion: pc, ProbeEvery: c.Duration("probe-every"), BenchFiles: c.Int("bench-files"), Logger: log,
 			})
 			if err != nil {
 				return err

@@ -50,6 +50,7 @@ var settings = []setting{
 	{"promotion-confidence", 0, "consecutive decisions that must want a role change before the node acts (0: the default, 2)"},
 	{"promotion-min-cores", 0.0, "least CPU cores available to the process for it to become a supernode (0: the default, 1)"},
 	{"promotion-max-load", 0.0, "highest 1-minute load per CPU at which a node still becomes a supernode (0: the default, 2; negative: no load gate)"},
+	{"bench-files", 0, "files in the corpus of the index benchmark a node runs to measure its CPU for promotion (0: the default, 20000)"},
 	{"probe-every", time.Duration(0), "least time between two bandwidth probes, run when no transfer measured the rates (0: the default, 10m)"},
 	{"promotion-request-rate", 0.0, "promotion requests (new nodes checking in, probes) per second one address may make (0: the default, 0.2)"},
 	{"promotion-request-burst", 0, "promotion requests one address may make at once (0: the default, 5)"},

@@ -144,9 +144,9 @@ function renderEvents(events) {
   const newest = [...events].reverse();
   $("events").replaceChildren(...newest.map(item));
   if (!events.length) $("events").append(el("li", { class: "muted" }, "nothing yet"));
-  const decisions = newest.filter((e) => roleEvent.test(e.what));
-  $("decisions").replaceChildren(...decisions.map(item));
-  if (!decisions.length) $("decisions").append(el("li", { class: "muted" }, "no role changes since start"));
+  const changes = newest.filter((e) => roleEvent.test(e.what));
+  $("decisions").replaceChildren(...changes.map(item));
+  if (!changes.length) $("decisions").append(el("li", { class: "muted" }, "no role changes since start"));
 }
 
 // ---- search -----------------------------------------------------------
