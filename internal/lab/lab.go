@@ -193,7 +193,8 @@ func (l *Lab) startBootstrap() error {
 		return diskError(err)
 	}
 	p, err := startProc(l.cfg.Binary, "bootstrap", dir, l.env(0),
-		[]string{"bootstrap", "--listen", listen, "--api", api, "--state-dir", filepath.Join(dir, "state")}, l.cfg.ReadyTimeout)
+		append([]string{"bootstrap", "--listen", listen, "--api", api, "--state-dir", filepath.Join(dir, "state")},
+			labBootstrapPromotion...), l.cfg.ReadyTimeout)
 	if err != nil {
 		return err
 	}
@@ -259,6 +260,7 @@ func (l *Lab) addNode() (*Proc, error) {
 	args := []string{"node", "--bootstrap", l.Bootstrap.Ready.QUIC, "--listen", "127.0.0.1:0", "--api", api,
 		"--state-dir", filepath.Join(dir, "state"), "--share", share, "--downloads", filepath.Join(dir, "downloads"),
 		"--max-leaves", strconv.Itoa(prof.MaxLeaves), "--max-upload-rate", prof.Upload}
+	args = append(args, labNodePromotion...)
 	if l.cfg.Heartbeat > 0 {
 		args = append(args, "--heartbeat", l.cfg.Heartbeat.String())
 	}
@@ -341,3 +343,19 @@ func (l *Lab) Close() error {
 	}
 	return nil
 }
+
+// Lab timings for the promotion engine, so that an overlay forms, promotes
+// and steps down while someone watches (production keeps its defaults: a
+// 30-minute hold-down between role changes, 10 s check-ins). The load gate
+// is off: a dozen nodes share this one machine, so its load average says
+// nothing about any one of them; the other gates (measured upload, cores,
+// reachability by dial-back) still decide. Three leaves per supernode
+// (KaZaA ran about 100) gives a dozen nodes several supernodes to look at.
+var (
+	labBootstrapPromotion = []string{"--check-in", "1s", "--promotion-hold", "10s", "--leaves-per-supernode", "3",
+		// Every lab node checks in from 127.0.0.1: the per-address limit
+		// against floods of promotion requests must let a dozen through.
+		"--promotion-request-rate", "100", "--promotion-request-burst", "100"}
+	labNodePromotion      = []string{"--promotion-hold", "10s", "--promotion-confidence", "2",
+		"--promotion-max-load", "-1", "--bench-files", "2000"}
+)
