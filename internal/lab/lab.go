@@ -356,6 +356,6 @@ var (
 		// Every lab node checks in from 127.0.0.1: the per-address limit
 		// against floods of promotion requests must let a dozen through.
 		"--promotion-request-rate", "100", "--promotion-request-burst", "100"}
-	labNodePromotion      = []string{"--promotion-hold", "10s", "--promotion-confidence", "2",
+	labNodePromotion = []string{"--promotion-hold", "10s", "--promotion-confidence", "2",
 		"--promotion-max-load", "-1", "--bench-files", "2000"}
 )
