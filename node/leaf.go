@@ -232,6 +232,8 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) (next *attachme
 				case a.move <- m.Peers:
 				default:
 				}
+			case *proto.ConnectNotice:
+				n.onConnectNotice(ctx, a, m)
 			}
 		}
 	}()

@@ -141,6 +141,7 @@ type Node struct {
 	prom     *promoter
 	observed string // our address as a bootstrap saw it
 	events   []Event
+	rch      reachState // reachability: dial-back result, push, punch, relay (reach.go)
 
 	wg sync.WaitGroup
 }
@@ -336,11 +337,11 @@ func (n *Node) hello() proto.Hello {
 
 func (n *Node) helloLocked() proto.Hello {
 	return proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Role: n.role,
-		ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version}
+		ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version, Reachable: n.Reachability()}
 }
 
 func (n *Node) selfInfo() proto.PeerInfo {
-	return proto.PeerInfo{ID: n.PeerID(), Addrs: n.listenAddrs(), Role: n.Role()}
+	return proto.PeerInfo{ID: n.PeerID(), Addrs: n.listenAddrs(), Role: n.Role(), Reachable: n.Reachability()}
 }
 
 // acceptLoop takes every incoming connection, runs the hello and serves its
@@ -358,6 +359,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 					zap.Stringer("code", proto.CodeOf(err)), zap.Error(err))
 				return
 			}
+			n.deliver(s) // a download waiting for this peer to connect (push, punch)
 			_ = s.Serve(ctx, n.log, 0, n.handleStream)
 			_ = c.CloseWithError(proto.CodeOK, "")
 		})

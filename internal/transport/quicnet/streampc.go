@@ -35,9 +35,9 @@ type StreamPacketConn struct {
 	wmu  sync.Mutex
 	wbuf []byte
 
-	closed   chan struct{}
-	once     sync.Once
-	onClose  func()
+	closed  chan struct{}
+	once    sync.Once
+	onClose func()
 }
 
 var _ net.PacketConn = (*StreamPacketConn)(nil)
