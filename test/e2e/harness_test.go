@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/mediagen"
+	"github.com/strata-p2p/strata/internal/netns"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -54,6 +55,7 @@ type proc struct {
 	logs  *syncBuffer
 	done  chan struct{}
 	state string // state dir
+	ns    *netns.NS // the network namespace it runs in; nil: this one
 }
 
 type syncBuffer struct {
@@ -82,13 +84,27 @@ func start(t *testing.T, name string, args ...string) *proc {
 // startEnv is start with extra environment variables ("KEY=value").
 func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
+	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}, env, args...)
+}
+
+// startIn is start inside the network namespace ns.
+func startIn(t *testing.T, ns *netns.NS, name string, args ...string) *proc {
+	t.Helper()
+	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), ns: ns}, nil, args...)
+}
+
+func startProc(t *testing.T, p *proc, env []string, args ...string) *proc {
+	t.Helper()
+	name := p.name
 	for i, a := range args {
 		if a == "--state-dir" && i+1 < len(args) {
 			p.state = args[i+1]
 		}
 	}
 	p.cmd = exec.Command(binary, args...)
+	if p.ns != nil {
+		p.cmd = p.ns.Command(context.Background(), binary, args...)
+	}
 	if len(env) > 0 {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
@@ -155,6 +171,14 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// http is a client that reaches p's control API (inside p's namespace).
+func (p *proc) http() *http.Client {
+	if p.ns != nil {
+		return p.ns.HTTPClient()
+	}
+	return http.DefaultClient
+}
+
 func (p *proc) status() node.Status {
 	p.t.Helper()
 	var st node.Status
@@ -164,7 +188,7 @@ func (p *proc) status() node.Status {
 
 func (p *proc) getJSON(path string, v any) {
 	p.t.Helper()
-	resp, err := http.Get("http://" + p.ready.API + path)
+	resp, err := p.http().Get("http://" + p.ready.API + path)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", p.name, path, err)
 	}
@@ -186,7 +210,7 @@ func (p *proc) waitAttached() {
 func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 	p.t.Helper()
 	u := "http://" + p.ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()}}.Encode()
-	resp, err := http.Get(u)
+	resp, err := p.http().Get(u)
 	if err != nil {
 		p.t.Fatalf("search on %s: %v", p.name, err)
 	}
@@ -212,10 +236,19 @@ func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 // cli runs a strata client command and returns stdout.
 func cli(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return cliIn(t, nil, args...)
+}
+
+// cliIn is cli inside the network namespace ns (nil: this one).
+func cliIn(t *testing.T, ns *netns.NS, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, binary, args...)
+	if ns != nil {
+		cmd = ns.Command(ctx, binary, args...)
+	}
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if err != nil {

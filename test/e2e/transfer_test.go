@@ -55,7 +55,7 @@ func findCID(t *testing.T, p *proc, word string) proto.ContentID {
 func startDownload(t *testing.T, p *proc, cid proto.ContentID, name string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"content_id": cid.String(), "name": name})
-	resp, err := http.Post("http://"+p.ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
+	resp, err := p.http().Post("http://"+p.ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
