@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/strata-p2p/strata/cmd/strata")
+	args := []string{"build", "-race", "-o", binary, "github.com/strata-p2p/strata/cmd/strata"}
+	if os.Getenv("STRATA_E2E_RACE") == "0" { // benchmarks: figures without the race detector's cost
+		args = append(args[:1], args[2:]...)
+	}
+	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building strata:", err)
@@ -48,13 +52,13 @@ func TestMain(m *testing.M) {
 
 // proc is a running strata process.
 type proc struct {
-	t     *testing.T
+	t     testing.TB
 	name  string
 	cmd   *exec.Cmd
 	ready node.Ready
 	logs  *syncBuffer
 	done  chan struct{}
-	state string // state dir
+	state string    // state dir
 	ns    *netns.NS // the network namespace it runs in; nil: this one
 }
 
@@ -76,24 +80,24 @@ func (s *syncBuffer) String() string {
 }
 
 // start runs `strata args...` and waits for its ready line.
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	return startEnv(t, name, nil, args...)
 }
 
 // startEnv is start with extra environment variables ("KEY=value").
-func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+func startEnv(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
 	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}, env, args...)
 }
 
 // startIn is start inside the network namespace ns.
-func startIn(t *testing.T, ns *netns.NS, name string, args ...string) *proc {
+func startIn(t testing.TB, ns *netns.NS, name string, args ...string) *proc {
 	t.Helper()
 	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), ns: ns}, nil, args...)
 }
 
-func startProc(t *testing.T, p *proc, env []string, args ...string) *proc {
+func startProc(t testing.TB, p *proc, env []string, args ...string) *proc {
 	t.Helper()
 	name := p.name
 	for i, a := range args {
@@ -234,13 +238,13 @@ func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 }
 
 // cli runs a strata client command and returns stdout.
-func cli(t *testing.T, args ...string) (string, error) {
+func cli(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	return cliIn(t, nil, args...)
 }
 
 // cliIn is cli inside the network namespace ns (nil: this one).
-func cliIn(t *testing.T, ns *netns.NS, args ...string) (string, error) {
+func cliIn(t testing.TB, ns *netns.NS, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -258,7 +262,7 @@ func cliIn(t *testing.T, ns *netns.NS, args ...string) (string, error) {
 }
 
 // eventually polls cond every 50 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -273,7 +277,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 }
 
 // writeMP3 writes a small valid MP3 with tags into dir.
-func writeMP3(t *testing.T, dir, name, artist, title string) string {
+func writeMP3(t testing.TB, dir, name, artist, title string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
@@ -288,11 +292,11 @@ func writeMP3(t *testing.T, dir, name, artist, title string) string {
 	return path
 }
 
-func bootstrapArgs(t *testing.T) []string {
+func bootstrapArgs(t testing.TB) []string {
 	return []string{"bootstrap", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-format", "json"}
 }
 
-func nodeArgs(t *testing.T, bs string, extra ...string) []string {
+func nodeArgs(t testing.TB, bs string, extra ...string) []string {
 	args := []string{"node", "--bootstrap", bs, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", t.TempDir(), "--downloads", t.TempDir(), "--rescan", "200ms", "--heartbeat", "250ms",
 		"--log-format", "json"}

@@ -25,7 +25,7 @@ type reachNet struct {
 	priv1, priv2, priv3 *netns.NS
 }
 
-func newReachNet(t *testing.T) *reachNet {
+func newReachNet(t testing.TB) *reachNet {
 	lab := netns.New(t)
 	r := &reachNet{pub: lab.NS("pub")}
 	r.pub.Forward()
@@ -45,7 +45,7 @@ func newReachNet(t *testing.T) *reachNet {
 
 // reachNode is the arguments of a leaf in a namespace (the control API on
 // that namespace's loopback).
-func reachNode(t *testing.T, bs, listen string, extra ...string) []string {
+func reachNode(t testing.TB, bs, listen string, extra ...string) []string {
 	args := []string{"node", "--bootstrap", bs, "--listen", listen, "--api", "127.0.0.1:0", "--role", "leaf",
 		"--state-dir", t.TempDir(), "--downloads", t.TempDir(), "--rescan", "200ms", "--log-format", "json"}
 	return append(args, extra...)
@@ -61,7 +61,7 @@ func (p *proc) waitReach(r proto.Reachability) {
 
 // getIn runs `strata get --json` for cid on p (inside its namespace) and
 // returns the final status, checked against want.
-func getIn(t *testing.T, p *proc, cid proto.ContentID, want [32]byte) transfer.DownloadStatus {
+func getIn(t testing.TB, p *proc, cid proto.ContentID, want [32]byte) transfer.DownloadStatus {
 	t.Helper()
 	out, err := cliIn(t, p.ns, "get", "--api", p.ready.API, "--json", cid.String())
 	if err != nil {
@@ -167,7 +167,7 @@ func TestReachability(t *testing.T) {
 
 // metric reads one unlabelled (or the first labelled) sample of name from
 // p's /metrics.
-func metric(t *testing.T, p *proc, name string) float64 {
+func metric(t testing.TB, p *proc, name string) float64 {
 	t.Helper()
 	resp, err := p.http().Get("http://" + p.ready.API + "/metrics")
 	if err != nil {
@@ -177,7 +177,7 @@ func metric(t *testing.T, p *proc, name string) float64 {
 	return findMetric(t, resp.Body, name)
 }
 
-func findMetric(t *testing.T, r io.Reader, name string) float64 {
+func findMetric(t testing.TB, r io.Reader, name string) float64 {
 	t.Helper()
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -193,4 +193,3 @@ func findMetric(t *testing.T, r io.Reader, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
-
