@@ -192,6 +192,7 @@ func (n *Node) connectPeer(ctx context.Context, p proto.PeerInfo) (*session.Sess
 		}
 		s, err := n.dialDirect(ctx, p, wait)
 		if err == nil {
+			n.log.Debug("reached a holder", zap.Stringer("peer", p.ID), zap.String("via", ViaDirect), zap.Stringer("addr", s.RemoteAddr()))
 			return s, nil
 		}
 		errs = append(errs, fmt.Errorf("direct: %w", err))
