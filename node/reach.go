@@ -260,18 +260,36 @@ func (n *Node) supernodeSession() (*attachment, error) {
 	return n.att, nil
 }
 
-func (n *Node) viaPush(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
+// requestConnect asks our supernode to have p connect to us (push, punch)
+// and returns the supernode's reply and the channel p's connection will
+// arrive on; stop forgets the wait.
+func (n *Node) requestConnect(ctx context.Context, p proto.PeerInfo, mode proto.ConnectMode) (*proto.ConnectReply, <-chan *session.Session, func(), error) {
 	att, err := n.supernodeSession()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	inbound, stop := n.awaitInbound(p.ID)
+	m, err := att.sess.Request(ctx, &proto.ConnectRequest{Target: p.ID, Mode: mode})
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	reply, ok := m.(*proto.ConnectReply)
+	if !ok {
+		stop()
+		return nil, nil, nil, proto.Errorf(proto.CodeProtocol, "supernode answered %s to a %s request", m.Type(), mode)
+	}
+	return reply, inbound, stop, nil
+}
+
+func (n *Node) viaPush(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
+	rctx, cancel := context.WithTimeout(ctx, pushWait)
+	defer cancel()
+	_, inbound, stop, err := n.requestConnect(rctx, p, proto.ConnectPush)
 	if err != nil {
 		return nil, err
 	}
-	inbound, stop := n.awaitInbound(p.ID)
 	defer stop()
-	rctx, cancel := context.WithTimeout(ctx, pushWait)
-	defer cancel()
-	if _, err := att.sess.Request(rctx, &proto.ConnectRequest{Target: p.ID, Mode: proto.ConnectPush}); err != nil {
-		return nil, err
-	}
 	select {
 	case s := <-inbound:
 		n.notePath(s, transfer.Path{Via: ViaPush})
@@ -282,22 +300,13 @@ func (n *Node) viaPush(ctx context.Context, p proto.PeerInfo) (*session.Session,
 }
 
 func (n *Node) viaPunch(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
-	att, err := n.supernodeSession()
-	if err != nil {
-		return nil, err
-	}
-	inbound, stop := n.awaitInbound(p.ID)
-	defer stop()
 	rctx, cancel := context.WithTimeout(ctx, punchWait)
 	defer cancel()
-	m, err := att.sess.Request(rctx, &proto.ConnectRequest{Target: p.ID, Mode: proto.ConnectPunch})
+	reply, inbound, stop, err := n.requestConnect(rctx, p, proto.ConnectPunch)
 	if err != nil {
 		return nil, err
 	}
-	reply, ok := m.(*proto.ConnectReply)
-	if !ok {
-		return nil, proto.Errorf(proto.CodeProtocol, "supernode answered %s to a punch request", m.Type())
-	}
+	defer stop()
 	if _, _, err := net.SplitHostPort(reply.Addr); err != nil {
 		return nil, proto.Errorf(proto.CodeProtocol, "supernode gave a bad address %q to punch to", reply.Addr)
 	}
@@ -311,15 +320,26 @@ func (n *Node) viaPunch(ctx context.Context, p proto.PeerInfo) (*session.Session
 			dialed <- s
 		}
 	}()
-	defer wg.Wait()
 	var s *session.Session
 	select {
 	case s = <-inbound:
 	case s = <-dialed:
 	case <-rctx.Done():
-		return nil, fmt.Errorf("no connection to %s at %s within %v of punching (a NAT that changes ports per destination defeats it)", p.ID.Short(), reply.Addr, punchWait)
 	}
 	cancel() // stop the other attempt
+	wg.Wait()
+	select {
+	case other := <-dialed: // both came up: keep one
+		if s == nil {
+			s = other
+		} else if other != s {
+			_ = other.CloseWithError(proto.CodeOK, "duplicate punched connection")
+		}
+	default:
+	}
+	if s == nil {
+		return nil, fmt.Errorf("no connection to %s at %s within %v of punching (a NAT that changes ports per destination defeats it)", p.ID.Short(), reply.Addr, punchWait)
+	}
 	n.notePath(s, transfer.Path{Via: ViaPunch})
 	return s, nil
 }
