@@ -409,7 +409,7 @@ func (n *Node) viaRelay(ctx context.Context, p proto.PeerInfo) (*session.Session
 		_ = tr.Close()
 		return nil, err
 	}
-	context.AfterFunc(s.Context(), func() { _ = tr.Close() })
+	n.goRun(func() { <-s.Context().Done(); _ = tr.Close() })
 	n.notePath(s, transfer.Path{Via: ViaRelay, MaxBps: reply.MaxBps, MaxBytes: reply.MaxBytes})
 	return s, nil
 }

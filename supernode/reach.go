@@ -27,8 +27,11 @@ type ReachConfig struct {
 	// per second; RelayTotalRate caps every session together.
 	RelaySessionRate int64
 	RelayTotalRate   int64
-	// RelaySessionBytes ends a session once it has carried this many bytes.
+	// RelaySessionBytes ends a session once it has carried this many bytes;
+	// RelayHourBytes is what the supernode relays in all in one clock hour
+	// (new sessions are refused and running ones end beyond it).
 	RelaySessionBytes int64
+	RelayHourBytes    int64
 	// ConnectRate and ConnectBurst rate-limit each leaf's ConnectRequests
 	// (a token bucket: requests per second, and the burst).
 	ConnectRate  float64
@@ -46,6 +49,7 @@ func DefaultReachConfig() ReachConfig {
 		RelaySessionRate:  1 << 20,
 		RelayTotalRate:    8 << 20,
 		RelaySessionBytes: 256 << 20,
+		RelayHourBytes:    10 << 30,
 		ConnectRate:       1,
 		ConnectBurst:      10,
 		JoinTimeout:       5 * time.Second,
@@ -66,6 +70,9 @@ func (c ReachConfig) populate() ReachConfig {
 	}
 	if c.RelaySessionBytes <= 0 {
 		c.RelaySessionBytes = d.RelaySessionBytes
+	}
+	if c.RelayHourBytes <= 0 {
+		c.RelayHourBytes = d.RelayHourBytes
 	}
 	if c.ConnectRate <= 0 {
 		c.ConnectRate = d.ConnectRate
@@ -112,6 +119,27 @@ type reachState struct {
 	refused  map[string]uint64
 	total    *transfer.Pacer
 	relayed  atomic.Uint64
+	hour     time.Time // the clock hour hourUsed counts
+	hourUsed int64
+}
+
+// takeHour counts n relayed bytes against the hourly quota and reports
+// whether they fit (n = 0: whether any room is left).
+func (rs *reachState) takeHour(now time.Time, n, limit int64) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if h := now.Truncate(time.Hour); !h.Equal(rs.hour) {
+		rs.hour, rs.hourUsed = h, 0
+	}
+	if rs.hourUsed >= limit {
+		return false
+	}
+	if rs.hourUsed+n > limit { // what does not fit ends the hour's relaying
+		rs.hourUsed = limit
+		return false
+	}
+	rs.hourUsed += n
+	return true
 }
 
 type askerBucket struct {
@@ -253,6 +281,11 @@ func (r *Runtime) relay(ctx context.Context, s *session.Session, st *session.Str
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	sess := &relaySession{id: binary.BigEndian.Uint64(b[:]), target: targetID, joined: make(chan *session.Stream, 1), done: make(chan struct{})}
+	if !rs.takeHour(r.cfg.Now(), 0, c.RelayHourBytes) {
+		r.refuse(st, RefusedOverQuota, proto.Errorf(proto.CodeFull,
+			"this supernode relayed its %d bytes for this hour (--relay-hour-bytes); try later", c.RelayHourBytes))
+		return
+	}
 	rs.mu.Lock()
 	if rs.active+len(rs.pending) >= c.MaxRelaySessions {
 		rs.mu.Unlock()
@@ -334,6 +367,10 @@ func (r *Runtime) pipe(ctx context.Context, a, b *session.Stream) error {
 			if n > 0 {
 				if used.Add(int64(n)) > c.RelaySessionBytes {
 					errc <- proto.Errorf(proto.CodeFull, "relay session used its %d bytes (--relay-session-bytes)", c.RelaySessionBytes)
+					return
+				}
+				if !r.reach.takeHour(r.cfg.Now(), int64(n), c.RelayHourBytes) {
+					errc <- proto.Errorf(proto.CodeFull, "this supernode relayed its %d bytes for this hour (--relay-hour-bytes)", c.RelayHourBytes)
 					return
 				}
 				if pace.Wait(ctx, n) != nil || r.reach.total.Wait(ctx, n) != nil {

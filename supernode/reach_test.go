@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/strata-p2p/strata/internal/overlaytest"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transport/memnet"
 	"github.com/strata-p2p/strata/proto"
@@ -47,27 +49,7 @@ func TestPushNoticeAndRelayQuota(t *testing.T) {
 		t.Fatalf("push notice %+v, want one from leaf 101 with its address", notice)
 	}
 
-	ra, err := a.Sess.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ra.Send(&proto.ConnectRequest{Target: pid(102), Mode: proto.ConnectRelay}); err != nil {
-		t.Fatal(err)
-	}
-	notice = recvNotice(t, b.St)
-	rb, err := b.Sess.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rb.Send(&proto.RelayJoin{Session: notice.Session}); err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range []*session.Stream{ra, rb} {
-		m, err := st.Recv()
-		if r, ok := m.(*proto.ConnectReply); err != nil || !ok || r.MaxBytes != 10_000 {
-			t.Fatalf("relay reply %+v %v, want ConnectReply with the 10000-byte quota", m, err)
-		}
-	}
+	ra, rb := openRelay(t, ctx, a, b, 10_000)
 	msg := []byte("ciphertext the relay just carries")
 	if _, err := ra.Stream.Write(msg); err != nil {
 		t.Fatal(err)
@@ -77,7 +59,7 @@ func TestPushNoticeAndRelayQuota(t *testing.T) {
 		t.Fatalf("relayed %q %v, want %q", got, err, msg)
 	}
 	go func() { _, _ = ra.Stream.Write(make([]byte, 20_000)) }()
-	_, err = io.Copy(io.Discard, rb.Stream)
+	_, err := io.Copy(io.Discard, rb.Stream)
 	if proto.CodeOf(err) != proto.CodeFull {
 		t.Fatalf("over the quota the relay ended with %v, want a full error", err)
 	}
@@ -85,4 +67,52 @@ func TestPushNoticeAndRelayQuota(t *testing.T) {
 		st := h.RT.ReachStats()
 		return st.Refused[supernode.RefusedOverQuota] == 1 && st.RelaySessions == 0 && st.RelayedBytes >= uint64(len(msg))
 	})
+}
+
+// openRelay has leaf a ask for a relay to leaf b, b join it, and both
+// read the supernode's reply (checked for the byte quota).
+func openRelay(t *testing.T, ctx context.Context, a, b *overlaytest.Leaf, quota uint64) (*session.Stream, *session.Stream) {
+	t.Helper()
+	ra, err := a.Sess.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.Send(&proto.ConnectRequest{Target: b.Sess.LocalPeer(), Mode: proto.ConnectRelay}); err != nil {
+		t.Fatal(err)
+	}
+	notice := recvNotice(t, b.St)
+	rb, err := b.Sess.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Send(&proto.RelayJoin{Session: notice.Session}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*session.Stream{ra, rb} {
+		m, err := st.Recv()
+		if r, ok := m.(*proto.ConnectReply); err != nil || !ok || r.MaxBytes != quota {
+			t.Fatalf("relay reply %+v %v, want ConnectReply with the %d-byte quota", m, err, quota)
+		}
+	}
+	return ra, rb
+}
+
+// The supernode's hourly relay quota ends a running session and refuses
+// new ones.
+func TestRelayHourQuota(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := memnet.NewNetwork(1)
+	h := newHost(t, ctx, n, 1, supernode.Config{Reach: supernode.ReachConfig{RelayHourBytes: 1000}})
+	a := newLeaf(t, ctx, n, 101, h)
+	b := newLeaf(t, ctx, n, 102, h)
+	ra, rb := openRelay(t, ctx, a, b, uint64(supernode.DefaultReachConfig().RelaySessionBytes))
+	go func() { _, _ = ra.Stream.Write(make([]byte, 5000)) }()
+	if _, err := io.Copy(io.Discard, rb.Stream); proto.CodeOf(err) != proto.CodeFull {
+		t.Fatalf("over the hourly quota the relay ended with %v, want a full error", err)
+	}
+	_, err := a.Sess.Request(ctx, &proto.ConnectRequest{Target: pid(102), Mode: proto.ConnectRelay})
+	if proto.CodeOf(err) != proto.CodeFull || !strings.Contains(err.Error(), "this hour") {
+		t.Fatalf("relay request after the hourly quota: %v, want a full error about the hour", err)
+	}
 }

@@ -16,7 +16,7 @@ func init() { extraCommands = append(extraCommands, newNodeCmd) }
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role",
 	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token",
 	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every",
-	"relay-max-sessions", "relay-max-rate", "relay-total-rate", "relay-session-bytes", "connect-rate"}
+	"relay-max-sessions", "relay-max-rate", "relay-total-rate", "relay-session-bytes", "relay-hour-bytes", "connect-rate"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -88,7 +88,8 @@ func reachConfig(c *config) (supernode.ReachConfig, error) {
 	for _, f := range []struct {
 		name string
 		to   *int64
-	}{{"relay-max-rate", &rc.RelaySessionRate}, {"relay-total-rate", &rc.RelayTotalRate}, {"relay-session-bytes", &rc.RelaySessionBytes}} {
+	}{{"relay-max-rate", &rc.RelaySessionRate}, {"relay-total-rate", &rc.RelayTotalRate}, {"relay-session-bytes", &rc.RelaySessionBytes},
+		{"relay-hour-bytes", &rc.RelayHourBytes}} {
 		v, err := parseRate(c.String(f.name))
 		if err != nil {
 			return rc, fmt.Errorf("--%s: %w", f.name, err)

@@ -44,6 +44,7 @@ var settings = []setting{
 	{"relay-max-rate", "1MB", "cap on one relay session's rate (both directions), e.g. 512KB, 10Mbit (per second)"},
 	{"relay-total-rate", "8MB", "cap on the rate of all relay sessions of a supernode together (per second)"},
 	{"relay-session-bytes", "256MB", "bytes one relay session may carry before the supernode ends it, e.g. 64MB, 1GB"},
+	{"relay-hour-bytes", "10GB", "bytes a supernode relays in all in one hour; beyond it relay requests are refused"},
 	{"connect-rate", 1.0, "push, hole-punch and relay requests per second a supernode takes from one leaf (burst: 10)"},
 	{"check-in", time.Duration(0), "how often nodes check in for promotion (0: the bootstrap's default, 10s)"},
 	{"leaves-per-supernode", 0.0, "target leaves per supernode the promotion planner keeps (0: the default, 30; KaZaA ran about 100)"},
