@@ -21,7 +21,7 @@ import (
 // How long each way of reaching a holder is given before the next is tried
 // (all of them fit in a download's stall timeout, 10 s).
 const (
-	directWait   = 1500 * time.Millisecond // a holder not known to be reachable
+	directWait   = 1500 * time.Millisecond // before the other ways start (the direct dial goes on)
 	pushWait     = 2500 * time.Millisecond
 	punchWait    = 2500 * time.Millisecond
 	relayWait    = 5 * time.Second
@@ -182,27 +182,89 @@ func (n *Node) reachStatus() ReachStatus {
 // connectPeer is the download manager's dialer: direct first (unless the
 // holder is known to be unreachable), then through the node's supernode:
 // push (the holder dials us; only when we may be reachable), hole punching,
-// and relay.
+// and relay. A direct dial that has not answered within directWait goes on
+// beside the others (a busy holder may just be slow), and the first
+// connection up wins.
 func (n *Node) connectPeer(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
-	var errs []error
-	if p.Reachable != proto.ReachUnreachable {
-		wait := directWait
-		if p.Reachable == proto.ReachPublic {
-			wait = 5 * time.Second
-		}
-		s, err := n.dialDirect(ctx, p, wait)
-		if err == nil {
-			n.log.Debug("reached a holder", zap.Stringer("peer", p.ID), zap.String("via", ViaDirect), zap.Stringer("addr", s.RemoteAddr()))
-			return s, nil
-		}
-		errs = append(errs, fmt.Errorf("direct: %w", err))
+	type result struct {
+		s   *session.Session
+		err error
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var errs []error
+	direct := make(chan result, 1)
+	pending := 0
+	if p.Reachable != proto.ReachUnreachable {
+		pending++
+		n.goRun(func() {
+			s, err := n.dialDirect(ctx, p, 0)
+			direct <- result{s, err}
+		})
+		wait := time.NewTimer(directWait)
+		select {
+		case r := <-direct:
+			wait.Stop()
+			pending--
+			if r.err == nil {
+				return r.s, nil
+			}
+			errs = append(errs, fmt.Errorf("direct: %w", r.err))
+		case <-wait.C:
+		}
+	}
+	others := make(chan result, 1)
+	pending++
+	n.goRun(func() {
+		s, err := n.viaSupernode(ctx, p)
+		others <- result{s, err}
+	})
+	var won *session.Session
+	for pending > 0 && won == nil {
+		var r result
+		select {
+		case r = <-direct:
+			if r.err != nil {
+				r.err = fmt.Errorf("direct: %w", r.err)
+			}
+		case r = <-others:
+		}
+		pending--
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		won = r.s
+	}
+	if won == nil {
+		return nil, errors.Join(errs...)
+	}
+	cancel()
+	if pending > 0 { // the slower way may still come up: close it
+		n.goRun(func() {
+			var r result
+			select {
+			case r = <-direct:
+			case r = <-others:
+			}
+			if r.s != nil {
+				_ = r.s.CloseWithError(proto.CodeOK, "another connection won")
+			}
+		})
+	}
+	return won, nil
+}
+
+// viaSupernode tries push, hole punching and relay in turn.
+func (n *Node) viaSupernode(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
+	var errs []error
 	tries := []struct {
 		via string
 		f   func(context.Context, proto.PeerInfo) (*session.Session, error)
 	}{{ViaPush, n.viaPush}, {ViaPunch, n.viaPunch}, {ViaRelay, n.viaRelay}}
 	for _, t := range tries {
 		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
 			break
 		}
 		if t.via == ViaPush && n.Reachability() == proto.ReachUnreachable {
@@ -210,6 +272,10 @@ func (n *Node) connectPeer(ctx context.Context, p proto.PeerInfo) (*session.Sess
 		}
 		s, err := t.f(ctx, p)
 		if err == nil {
+			if ctx.Err() != nil { // a direct connection won meanwhile
+				_ = s.CloseWithError(proto.CodeOK, "another connection won")
+				return nil, ctx.Err()
+			}
 			n.log.Info("reached a holder", zap.Stringer("peer", p.ID), zap.String("via", t.via))
 			return s, nil
 		}
@@ -219,11 +285,15 @@ func (n *Node) connectPeer(ctx context.Context, p proto.PeerInfo) (*session.Sess
 	return nil, errors.Join(errs...)
 }
 
-// dialDirect dials p's advertised addresses, each for at most wait.
+// dialDirect dials p's advertised addresses, each for at most wait (0:
+// as long as ctx allows).
 func (n *Node) dialDirect(ctx context.Context, p proto.PeerInfo, wait time.Duration) (*session.Session, error) {
 	var errs []error
 	for _, addr := range p.Addrs {
-		dctx, cancel := context.WithTimeout(ctx, wait)
+		dctx, cancel := context.WithCancel(ctx)
+		if wait > 0 {
+			dctx, cancel = context.WithTimeout(ctx, wait)
+		}
 		s, err := n.dialAddr(dctx, addr, p.ID)
 		cancel()
 		if err == nil {

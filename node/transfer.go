@@ -30,8 +30,18 @@ func (n *Node) initTransfers() error {
 	return err
 }
 
-// findSources asks the overlay who holds cid.
+// findSources asks the overlay who holds cid. A download resumed at start
+// can ask before the node has attached: it waits for that (a few seconds).
 func (n *Node) findSources(ctx context.Context, cid proto.ContentID) ([]proto.Hit, error) {
+	for i := 0; i < 50 && ctx.Err() == nil; i++ {
+		n.mu.Lock()
+		ready := n.att != nil || n.sn != nil
+		n.mu.Unlock()
+		if ready {
+			break
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
 	var hits []proto.Hit
 	err := n.Search(ctx, "cid:"+cid.String(), 50, 2*time.Second, func(h proto.Hit) bool {
 		if h.Entry.ContentID == cid && h.Holder.ID != n.PeerID() {
