@@ -518,7 +518,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 	for {
 		var load proto.Load
 		rt.With(func(c *supernode.Core) {
-			c.SetAddrs(n.listenAddrs(), proto.ReachUnknown)
+			c.SetAddrs(n.listenAddrs(), n.Reachability())
 			load = c.Load()
 		})
 		if len(n.cfg.Bootstraps) > 0 {
