@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,10 @@ func TestReachAbuse(t *testing.T) {
 		if v := metric(t, sn, `strata_reach_refused_total{reason="`+reason+`"}`); v < 1 {
 			t.Errorf("refusal %s counted %v times in /metrics, want at least 1", reason, v)
 		}
+	}
+	if out, err := cli(t, "status", "--api", sn.ready.API); err != nil || !strings.Contains(out, "relay: 0/1 sessions") ||
+		!strings.Contains(out, "relay_full 1") {
+		t.Errorf("strata status does not show the relay's sessions and refusals: %v\n%s", err, out)
 	}
 	// The victim dialled back at most once a second however often it was asked.
 	if v := metric(t, victim, `strata_reach_refused_total{reason="dial_back_rate_limited"}`); v < 1 {
