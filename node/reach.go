@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -415,7 +416,7 @@ func (n *Node) viaPunch(ctx context.Context, p proto.PeerInfo) (*session.Session
 }
 
 // relayTransport runs our identity's QUIC on a relay stream.
-func (n *Node) relayTransport(st *session.Stream, far proto.PeerID) (*quicnet.Transport, error) {
+func (n *Node) relayTransport(st *session.Stream, far proto.PeerID) (*quicnet.Transport, *quicnet.StreamPacketConn, error) {
 	pc := quicnet.NewStreamPacketConn(st.Stream, quicnet.RelayAddr{Via: n.PeerID().Short()}, quicnet.RelayAddr{Via: far.Short()},
 		func() { st.CancelRead(proto.CodeOK); st.CancelWrite(proto.CodeOK) })
 	tcfg := n.cfg.Transport
@@ -423,9 +424,21 @@ func (n *Node) relayTransport(st *session.Stream, far proto.PeerID) (*quicnet.Tr
 	tr, err := quicnet.ListenPacketConn(pc, n.id, tcfg)
 	if err != nil {
 		_ = pc.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return tr, nil
+	return tr, pc, nil
+}
+
+// relayEnded closes a relayed session's transport when the session ends,
+// and says so when the supernode ended it (its quota used, or shutting down).
+func (n *Node) relayEnded(s *session.Session, tr *quicnet.Transport, pc *quicnet.StreamPacketConn) {
+	<-s.Context().Done()
+	if err := pc.Err(); err != nil && proto.CodeOf(err) != proto.CodeOK && err != io.EOF {
+		n.log.Warn("the supernode ended a relay session", zap.Stringer("peer", s.RemotePeer()),
+			zap.Stringer("code", proto.CodeOf(err)), zap.Error(err))
+		n.rch.count(func(r *reachState) map[string]uint64 { return r.refused }, "relay_ended_by_supernode")
+	}
+	_ = tr.Close()
 }
 
 func readConnectReply(st *session.Stream) (*proto.ConnectReply, error) {
@@ -465,7 +478,7 @@ func (n *Node) viaRelay(ctx context.Context, p proto.PeerInfo) (*session.Session
 		st.CancelWrite(proto.CodeOK)
 		return nil, err
 	}
-	tr, err := n.relayTransport(st, p.ID)
+	tr, pc, err := n.relayTransport(st, p.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -479,7 +492,7 @@ func (n *Node) viaRelay(ctx context.Context, p proto.PeerInfo) (*session.Session
 		_ = tr.Close()
 		return nil, err
 	}
-	n.goRun(func() { <-s.Context().Done(); _ = tr.Close() })
+	n.goRun(func() { n.relayEnded(s, tr, pc) })
 	n.notePath(s, transfer.Path{Via: ViaRelay, MaxBps: reply.MaxBps, MaxBytes: reply.MaxBytes})
 	return s, nil
 }
@@ -580,7 +593,7 @@ func (n *Node) joinRelay(ctx context.Context, a *attachment, m *proto.ConnectNot
 		return nil, nil, err
 	}
 	_ = st.SetDeadline(time.Time{})
-	tr, err := n.relayTransport(st, m.From)
+	tr, _, err := n.relayTransport(st, m.From)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -38,6 +38,8 @@ type StreamPacketConn struct {
 	closed  chan struct{}
 	once    sync.Once
 	onClose func()
+	errMu   sync.Mutex
+	err     error // the first read error
 }
 
 var _ net.PacketConn = (*StreamPacketConn)(nil)
@@ -81,7 +83,20 @@ func (c *StreamPacketConn) readErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		err = io.EOF
 	}
+	c.errMu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.errMu.Unlock()
 	return err
+}
+
+// Err is why the stream stopped delivering packets (nil while it runs or
+// when it was closed by us): e.g. the relay ending the session.
+func (c *StreamPacketConn) Err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
 }
 
 // WriteTo sends p to the far end (addr is ignored: there is one).
