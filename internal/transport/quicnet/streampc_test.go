@@ -13,17 +13,16 @@ import (
 	"github.com/strata-p2p/strata/internal/identity"
 )
 
-// Two transports whose packets travel over one in-memory stream run
-// their QUIC and TLS end to end, as two relayed peers do.
-func TestTransportOverStreamPacketConn(t *testing.T) {
-	pa, pb := net.Pipe()
-	ca := NewStreamPacketConn(pa, RelayAddr{"a"}, RelayAddr{"b"}, nil)
-	cb := NewStreamPacketConn(pb, RelayAddr{"b"}, RelayAddr{"a"}, nil)
-	mk := func(pc net.PacketConn) *Transport {
+// relayedPair runs a transport, each with a new identity, on each end of
+// a stream (pa, pb: the two peers' streams to whatever carries them).
+func relayedPair(t *testing.T, pa, pb net.Conn) (*Transport, *Transport) {
+	t.Helper()
+	mk := func(rw net.Conn, local, remote string) *Transport {
 		id, err := identity.Generate()
 		if err != nil {
 			t.Fatal(err)
 		}
+		pc := NewStreamPacketConn(rw, RelayAddr{local}, RelayAddr{remote}, nil)
 		tr, err := ListenPacketConn(pc, id, Config{Logger: zaptest.NewLogger(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -31,7 +30,14 @@ func TestTransportOverStreamPacketConn(t *testing.T) {
 		t.Cleanup(func() { tr.Close() })
 		return tr
 	}
-	a, b := mk(ca), mk(cb)
+	return mk(pa, "a", "b"), mk(pb, "b", "a")
+}
+
+// Two transports whose packets travel over one in-memory stream run
+// their QUIC and TLS end to end, as two relayed peers do.
+func TestTransportOverStreamPacketConn(t *testing.T) {
+	pa, pb := net.Pipe()
+	a, b := relayedPair(t, pa, pb)
 	served := make(chan error, 1)
 	go func() {
 		c, err := b.Accept(ctx(t))
@@ -120,21 +126,7 @@ func TestRelayedBytesAreEncryptedAndAuthenticated(t *testing.T) {
 	pa, ra := net.Pipe()
 	rb, pb := net.Pipe()
 	seen := relayTap(t, ra, rb, 7)
-	ca := NewStreamPacketConn(pa, RelayAddr{"a"}, RelayAddr{"b"}, nil)
-	cb := NewStreamPacketConn(pb, RelayAddr{"b"}, RelayAddr{"a"}, nil)
-	mk := func(pc net.PacketConn) *Transport {
-		id, err := identity.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := ListenPacketConn(pc, id, Config{Logger: zaptest.NewLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tr.Close() })
-		return tr
-	}
-	a, b := mk(ca), mk(cb)
+	a, b := relayedPair(t, pa, pb)
 	secret := bytes.Repeat([]byte("the relay must not read this line. "), 3000)
 	got := make(chan []byte, 1)
 	go func() {
