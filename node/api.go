@@ -40,7 +40,9 @@ type Status struct {
 	Supernode     *SupernodeStatus      `json:"supernode,omitempty"`
 	// Promotion is the promotion engine: measurements, demand, decisions.
 	Promotion *PromotionStatus `json:"promotion,omitempty"`
-	Events    []Event          `json:"events"`
+	// Reach is the node's reachability and how it reached its sources.
+	Reach  ReachStatus `json:"reach"`
+	Events []Event     `json:"events"`
 }
 
 // AttachedStatus is one of a leaf's supernodes.
@@ -66,6 +68,7 @@ type SupernodeStatus struct {
 	Capacity   int                    `json:"capacity"`
 	Stats      supernode.Stats        `json:"stats"`
 	QueueDrops uint64                 `json:"queue_drops"`
+	Reach      supernode.ReachStats   `json:"reach"` // push, punch and relay for its leaves
 }
 
 // Status returns the node's current state.
@@ -97,8 +100,10 @@ func (n *Node) Status() Status {
 			s.IndexFiles, s.IndexBytes, s.Routes = c.IndexFiles(), c.IndexBytes(), c.Routes()
 			s.Capacity, s.Stats = c.Config().MaxLeaves, c.Stats()
 		})
+		s.Reach = sn.ReachStats()
 		st.Supernode = s
 	}
+	st.Reach = n.reachStatus()
 	return st
 }
 

@@ -42,6 +42,9 @@ type attachment struct {
 	// attachment no longer counts, so the leaf attaches elsewhere first and
 	// then leaves it (make-before-break).
 	moving string
+	// reach is the reachability last told to this supernode (reachTold).
+	reach     proto.Reachability
+	reachTold bool
 
 	// Health, for choosing where searches go.
 	pingNonce uint64
@@ -299,6 +302,8 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 				return
 			case *proto.ErrorMsg:
 				n.log.Warn("supernode notice", zap.Stringer("supernode", a.sn.ID), zap.String("message", m.Message))
+			case *proto.ConnectNotice:
+				n.onConnectNotice(ctx, a, m)
 			}
 		}
 	}()

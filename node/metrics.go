@@ -41,17 +41,19 @@ type nodeMetrics struct {
 	firstAnswer     *metrics.Histogram // observed by the supernode role (Node.observeFirstAnswer)
 	searchRetries   *metrics.Counter
 
-	info, role, uptime                    *metrics.Gauge
-	connections                           *metrics.Gauge
-	leaves, capacity, neighbours          *metrics.Gauge
-	indexFiles, indexBytes, routes        *metrics.Gauge
-	queriesReceived, queriesForwarded     *metrics.Counter
-	queriesAnswered, hitsSent, drops      *metrics.Counter
-	uploaded, downloaded, relayed         *metrics.Counter
-	roleChanges, attachments              *metrics.Counter
-	sharedFiles, sharedBytes              *metrics.Gauge
-	uploadsActive, uploadsQueued, uploadQ *metrics.Gauge
-	downloads                             *metrics.Gauge
+	info, role, uptime                     *metrics.Gauge
+	connections                            *metrics.Gauge
+	leaves, capacity, neighbours           *metrics.Gauge
+	indexFiles, indexBytes, routes         *metrics.Gauge
+	queriesReceived, queriesForwarded      *metrics.Counter
+	queriesAnswered, hitsSent, drops       *metrics.Counter
+	uploaded, downloaded, relayed          *metrics.Counter
+	reachRequests, reachRefused, sourceVia *metrics.Counter
+	relaySessions                          *metrics.Gauge
+	roleChanges, attachments               *metrics.Counter
+	sharedFiles, sharedBytes               *metrics.Gauge
+	uploadsActive, uploadsQueued, uploadQ  *metrics.Gauge
+	downloads                              *metrics.Gauge
 
 	// Scrape state, used only by collect (scrapes are serialised).
 	dlBytes   map[dlKey]uint64 // verified bytes per download at the last scrape
@@ -106,7 +108,12 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 
 	m.uploaded = r.Counter("strata_uploaded_bytes_total", "File bytes this node sent to downloaders.")
 	m.downloaded = r.Counter("strata_downloaded_bytes_total", "File bytes this node received and verified for its downloads.")
-	m.relayed = r.Counter("strata_relayed_bytes_total", "Bytes this node relayed between two other peers (relaying is not implemented yet: always 0).")
+	m.relayed = r.Counter("strata_relayed_bytes_total", "Bytes this supernode relayed between two of its leaves (both directions; the peers' own encrypted QUIC packets).")
+	m.reachRequests = r.Counter("strata_reach_requests_total", "Push, hole-punch and relay requests this supernode accepted from its leaves, by mode.", "mode")
+	m.reachRefused = r.Counter("strata_reach_refused_total",
+		"Reachability requests refused or failed, by reason: on a supernode stranger, target_not_attached, rate_limited, relay_full, relay_over_quota, bad_request, target_did_not_join, unknown_relay_session; on a leaf dial_back_rate_limited, bad_notice, <mode>_failed.", "reason")
+	m.sourceVia = r.Counter("strata_sources_reached_total", "Download sources this node reached other than directly, by way (push, punch, relay).", "via")
+	m.relaySessions = r.Gauge("strata_relay_sessions", "Relay sessions this supernode carries now.")
 	m.roleChanges = r.Counter("strata_role_changes_total", "Changes of this node's role, by the new role (starting with --role supernode counts once).", "to")
 	m.attachments = r.Counter("strata_attachment_changes_total", "A leaf attaching to or detaching from a supernode.", "change")
 
@@ -131,6 +138,10 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	m.roleChanges.Add(0, proto.RoleSupernode.String())
 	m.roleChanges.Add(0, proto.RoleLeaf.String())
 	m.attachments.Add(0, "attached")
+	for _, mode := range []string{"push", "punch", "relay"} {
+		m.reachRequests.Add(0, mode)
+		m.sourceVia.Add(0, mode)
+	}
 	m.attachments.Add(0, "detached")
 	r.OnCollect(m.collect)
 	return m
@@ -183,6 +194,20 @@ func (m *nodeMetrics) collect() {
 	m.sharedFiles.Set(float64(st.Shares.Files))
 	m.sharedBytes.Set(float64(st.Shares.Bytes))
 	m.uploaded.Set(float64(st.Uploads.BytesTotal))
+	m.relayed.Set(float64(s.Reach.RelayedBytes))
+	m.relaySessions.Set(float64(s.Reach.RelaySessions))
+	for k, v := range s.Reach.Requests {
+		m.reachRequests.Set(float64(v), k)
+	}
+	for k, v := range s.Reach.Refused {
+		m.reachRefused.Set(float64(v), k)
+	}
+	for k, v := range st.Reach.Refused {
+		m.reachRefused.Set(float64(v), k)
+	}
+	for k, v := range st.Reach.Via {
+		m.sourceVia.Set(float64(v), k)
+	}
 	m.uploadsActive.Set(float64(len(st.Uploads.Active)))
 	m.uploadsQueued.Set(float64(st.Uploads.Queued))
 	m.uploadQ.Set(float64(st.Uploads.Slots))

@@ -165,6 +165,7 @@ type Node struct {
 	prom     *promoter
 	observed string // our address as a bootstrap saw it
 	events   []Event
+	rch      reachState // reachability: dial-back result, push, punch, relay (reach.go)
 
 	firstAnswer atomic.Pointer[metrics.Histogram] // the control API's, for the supernode role
 
@@ -372,11 +373,11 @@ func (n *Node) hello() proto.Hello {
 
 func (n *Node) helloLocked() proto.Hello {
 	return proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Role: n.role,
-		ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version}
+		ListenAddrs: n.listenAddrsLocked(), Agent: "strata/" + Version, Reachable: n.Reachability()}
 }
 
 func (n *Node) selfInfo() proto.PeerInfo {
-	return proto.PeerInfo{ID: n.PeerID(), Addrs: n.listenAddrs(), Role: n.Role()}
+	return proto.PeerInfo{ID: n.PeerID(), Addrs: n.listenAddrs(), Role: n.Role(), Reachable: n.Reachability()}
 }
 
 // acceptLoop takes every incoming connection, runs the hello and serves its
@@ -394,6 +395,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 					zap.Stringer("code", proto.CodeOf(err)), zap.Error(err))
 				return
 			}
+			n.deliver(s) // a download waiting for this peer to connect (push, punch)
 			_ = s.Serve(ctx, n.log, 0, n.handleStream)
 			_ = c.CloseWithError(proto.CodeOK, "")
 		})
@@ -557,7 +559,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 	for {
 		var load proto.Load
 		rt.With(func(c *supernode.Core) {
-			c.SetAddrs(n.listenAddrs(), proto.ReachUnknown)
+			c.SetAddrs(n.listenAddrs(), n.Reachability())
 			load = c.Load()
 		})
 		registered := false

@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
 	"github.com/strata-p2p/strata/supernode"
@@ -27,14 +24,24 @@ func (n *Node) initTransfers() error {
 	var err error
 	n.dl, err = transfer.NewManager(transfer.ManagerConfig{
 		Dir: n.cfg.Downloads, StateDir: n.cfg.StateDir, Self: n.PeerID(),
-		Find: n.findSources, Dial: n.dialPeer, Have: n.have, OnComplete: n.downloaded,
+		Find: n.findSources, Dial: n.connectPeer, PathOf: n.sessionPath, Have: n.have, OnComplete: n.downloaded,
 		Logger: n.log.Named("download"),
 	})
 	return err
 }
 
-// findSources asks the overlay who holds cid.
+// findSources asks the overlay who holds cid. A download resumed at start
+// can ask before the node has attached: it waits for that (a few seconds).
 func (n *Node) findSources(ctx context.Context, cid proto.ContentID) ([]proto.Hit, error) {
+	for i := 0; i < 50 && ctx.Err() == nil; i++ {
+		n.mu.Lock()
+		ready := len(n.atts) > 0 || n.sn != nil
+		n.mu.Unlock()
+		if ready {
+			break
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
 	var hits []proto.Hit
 	err := n.Search(ctx, "cid:"+cid.String(), 50, 2*time.Second, func(h proto.Hit) bool {
 		if h.Entry.ContentID == cid && h.Holder.ID != n.PeerID() {
@@ -43,29 +50,6 @@ func (n *Node) findSources(ctx context.Context, cid proto.ContentID) ([]proto.Hi
 		return true
 	})
 	return hits, err
-}
-
-// dialPeer connects to a holder, proving it is who the hit said.
-func (n *Node) dialPeer(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
-	var errs []error
-	for _, addr := range p.Addrs {
-		c, err := n.tr.Dial(ctx, addr, p.ID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s, err := session.Client(ctx, c, n.hello())
-		if err != nil {
-			_ = c.CloseWithError(proto.CodeOf(err), "hello failed")
-			errs = append(errs, err)
-			continue
-		}
-		return s, nil
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("peer %s has no address", p.ID.Short())
-	}
-	return nil, errors.Join(errs...)
 }
 
 func (n *Node) have(cid proto.ContentID) (string, bool) {

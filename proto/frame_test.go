@@ -55,6 +55,11 @@ func sampleMessages() []Message {
 		&Probe{Bytes: 256 << 10}, &ProbeGrant{Bytes: 128 << 10, Nonce: 0x0123456789abcdef},
 		&ProbeResult{UpBps: 1 << 20, Bytes: 128 << 10}, &ProbeDone{},
 		&Move{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, Reason: "stepping down"},
+		&Reach{Reachable: ReachUnreachable},
+		&ConnectRequest{Target: PeerID{4, 5}, Mode: ConnectRelay},
+		&ConnectNotice{From: PeerID{6}, Mode: ConnectPunch, Addr: "192.0.2.7:7400", Session: 9, DelayMillis: 150},
+		&ConnectReply{Mode: ConnectRelay, Session: 9, MaxBps: 4 << 20, MaxBytes: 1 << 30},
+		&RelayJoin{Session: 9},
 	}
 }
 

@@ -397,7 +397,7 @@ func New(t MsgType) Message {
 	case TypeMove:
 		return new(Move)
 	}
-	return nil
+	return newReach(t)
 }
 
 // AllTypes lists every known type, for tests and fuzz seeds.
@@ -407,7 +407,8 @@ func AllTypes() []MsgType {
 		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
 		TypeQuery, TypeQueryHits, TypePeerList,
 		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued,
-		TypeCheckIn, TypeCheckInReply, TypeProbe, TypeProbeGrant, TypeProbeResult, TypeProbeDone, TypeMove}
+		TypeCheckIn, TypeCheckInReply, TypeProbe, TypeProbeGrant, TypeProbeResult, TypeProbeDone, TypeMove,
+		TypeReach, TypeConnectRequest, TypeConnectNotice, TypeConnectReply, TypeRelayJoin}
 }
 
 func (t MsgType) String() string {

@@ -48,6 +48,8 @@ type Config struct {
 	GossipEvery time.Duration
 	// Seed makes neighbour choice repeatable (simulator, tests).
 	Seed int64
+	// Reach limits push, hole punching and relaying for its leaves.
+	Reach ReachConfig
 }
 
 // DefaultConfig returns the defaults; they are stated only here.
@@ -63,6 +65,7 @@ func DefaultConfig() Config {
 		LeafQueryBurst: 20,
 		MaxCandidates:  1000,
 		GossipEvery:    10 * time.Second,
+		Reach:          DefaultReachConfig(),
 	}
 }
 
@@ -99,6 +102,7 @@ func (c Config) populate() Config {
 	if c.GossipEvery <= 0 {
 		c.GossipEvery = d.GossipEvery
 	}
+	c.Reach = c.Reach.populate()
 	return c
 }
 
@@ -258,6 +262,19 @@ func (c *Core) redirects(n int) []proto.PeerInfo {
 	slices.SortFunc(out, func(a, b proto.PeerInfo) int { return b.Load.Free() - a.Load.Free() })
 	return out[:min(n, len(out))]
 }
+
+// SetLeafReach records what a leaf's latest dial-back found; its hits
+// carry it. It reports false when id is not attached.
+func (c *Core) SetLeafReach(id proto.PeerID, r proto.Reachability) bool {
+	l, ok := c.leaves[id]
+	if ok {
+		l.info.Reachable = r
+	}
+	return ok
+}
+
+// IsLeaf reports whether id is attached.
+func (c *Core) IsLeaf(id proto.PeerID) bool { _, ok := c.leaves[id]; return ok }
 
 // DetachLeaf removes a leaf and its files. It reports how many files went.
 func (c *Core) DetachLeaf(now time.Time, id proto.PeerID) int {

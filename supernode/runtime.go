@@ -71,6 +71,7 @@ type Runtime struct {
 	searches map[proto.QueryID]chan []proto.Hit
 	leaves   map[proto.PeerID]*leafStream
 	draining string // non-empty: refusing new leaves, for this reason
+	reach    *reachState
 
 	queueDrops atomic.Uint64
 	// leafSessions counts leaf sessions being served, so Close can give
@@ -92,8 +93,9 @@ func (l *link) close() { l.once.Do(func() { close(l.done) }) }
 
 // leafStream is a leaf's control stream; sends on it are serialised.
 type leafStream struct {
-	mu sync.Mutex
-	st *session.Stream
+	mu   sync.Mutex
+	st   *session.Stream
+	addr string // where the leaf's connection comes from
 }
 
 // do runs f with the stream's writes to itself.
@@ -116,7 +118,8 @@ func (l *leafStream) send(m proto.Message) error {
 func NewRuntime(cfg RuntimeConfig, tr transport.Transport, self proto.PeerInfo, hello func() proto.Hello) *Runtime {
 	cfg = cfg.populate()
 	return &Runtime{cfg: cfg, log: cfg.Logger, tr: tr, hello: hello, core: NewCore(cfg.Core, self),
-		links: map[proto.PeerID]*link{}, searches: map[proto.QueryID]chan []proto.Hit{}, leaves: map[proto.PeerID]*leafStream{}}
+		links: map[proto.PeerID]*link{}, searches: map[proto.QueryID]chan []proto.Hit{}, leaves: map[proto.PeerID]*leafStream{},
+		reach: newReachState(cfg.Core.Reach.populate())}
 }
 
 // Start launches the tick loop; ctx ends it.
@@ -222,6 +225,12 @@ func (r *Runtime) HandleStream(ctx context.Context, s *session.Session, st *sess
 		r.serveSearch(s, st, m)
 	case *proto.PeerList:
 		r.serveInboundMesh(s, st, m)
+	case *proto.Reach:
+		r.serveReach(s, st, m)
+	case *proto.ConnectRequest:
+		r.serveConnect(ctx, s, st, m)
+	case *proto.RelayJoin:
+		r.serveRelayJoin(s, st, m)
 	default:
 		return false
 	}
@@ -272,7 +281,7 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	} else {
 		redirect, err = r.core.AttachLeaf(r.cfg.Now(), info)
 	}
-	ls := &leafStream{st: st}
+	ls := &leafStream{st: st, addr: s.RemoteAddr().String()}
 	if err == nil {
 		r.leaves[info.ID] = ls
 	}

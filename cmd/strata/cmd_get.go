@@ -136,7 +136,7 @@ func progressLine(d *transfer.DownloadStatus) string {
 	}
 	relay := ""
 	if d.Relayed {
-		relay = " (relayed)"
+		relay = " (" + relayNote(*d) + ")"
 	}
 	return fmt.Sprintf("%-10s [%s] %5.1f%% %s/%s %s/s ETA %s, %d/%d sources%s  %s",
 		d.State, bar, pct, humanBytes(d.Done), humanBytes(d.Size), humanBytes(uint64(d.RateBps)), eta, active, len(d.Sources), relay, d.Name)
@@ -231,7 +231,7 @@ func newDownloadsCmd() *cobra.Command {
 			for _, d := range list {
 				src := fmt.Sprintf("%d", len(d.Sources))
 				if d.Relayed {
-					src += " relayed"
+					src += " " + relayNote(d)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/s\t%s\t%s\n", d.ID, d.State, humanBytes(d.Done), humanBytes(d.Size),
 					humanBytes(uint64(d.RateBps)), src, d.Name)
@@ -266,4 +266,15 @@ func newDownloadsCmd() *cobra.Command {
 	addSettingFlags(cancel.Flags(), "api", "api-token")
 	cmd.AddCommand(cancel)
 	return cmd
+}
+
+// relayNote says that a download runs through a supernode's relay, and at
+// what limits.
+func relayNote(d transfer.DownloadStatus) string {
+	for _, s := range d.Sources {
+		if s.Path.Via == "relay" {
+			return fmt.Sprintf("relayed, limit %s/s, %s a session", humanBytes(s.Path.MaxBps), humanBytes(s.Path.MaxBytes))
+		}
+	}
+	return "relayed"
 }

@@ -15,7 +15,8 @@ func init() { extraCommands = append(extraCommands, newNodeCmd) }
 
 var nodeSettings = []string{"bootstrap", "listen", "share", "downloads", "state-dir", "api", "role", "supernodes",
 	"max-leaves", "mesh-degree", "heartbeat", "rescan", "upload-slots", "max-upload-rate", "api-token",
-	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every", "bench-files"}
+	"promotion-hold", "promotion-confidence", "promotion-min-cores", "promotion-max-load", "probe-every", "bench-files",
+	"relay-max-sessions", "relay-max-rate", "relay-total-rate", "relay-session-bytes", "relay-hour-bytes", "connect-rate"}
 
 func newNodeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -56,6 +57,9 @@ When ready it prints one JSON line to standard output:
 			sc := supernode.DefaultConfig()
 			sc.MaxLeaves = c.Int("max-leaves")
 			sc.MeshDegree = c.Int("mesh-degree")
+			if sc.Reach, err = reachConfig(c); err != nil {
+				return err
+			}
 			pc := promotion.Config{MinInterval: c.Duration("promotion-hold"), Confidence: c.Int("promotion-confidence"),
 				MinCores: c.Float("promotion-min-cores"), MaxLoad1: c.Float("promotion-max-load")}
 			n, err := node.New(node.Config{
@@ -76,4 +80,29 @@ When ready it prints one JSON line to standard output:
 	}
 	addSettingFlags(cmd.Flags(), nodeSettings...)
 	return cmd
+}
+
+// reachConfig reads the relay's quotas.
+func reachConfig(c *config) (supernode.ReachConfig, error) {
+	rc := supernode.DefaultReachConfig()
+	rc.MaxRelaySessions = c.Int("relay-max-sessions")
+	rc.ConnectRate = c.Float("connect-rate")
+	for _, f := range []struct {
+		name string
+		to   *int64
+	}{{"relay-max-rate", &rc.RelaySessionRate}, {"relay-total-rate", &rc.RelayTotalRate}, {"relay-session-bytes", &rc.RelaySessionBytes},
+		{"relay-hour-bytes", &rc.RelayHourBytes}} {
+		v, err := parseRate(c.String(f.name))
+		if err != nil {
+			return rc, fmt.Errorf("--%s: %w", f.name, err)
+		}
+		if v <= 0 {
+			return rc, fmt.Errorf("--%s: the relay's limits are finite: give a size such as 1MB", f.name)
+		}
+		*f.to = v
+	}
+	if rc.MaxRelaySessions <= 0 || rc.ConnectRate <= 0 {
+		return rc, fmt.Errorf("--relay-max-sessions and --connect-rate must be positive")
+	}
+	return rc, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,6 +97,7 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 		}
 		_ = tw.Flush()
 	}
+	fmt.Fprintf(tw, "reachability\t%s%s\n", st.Reach.Reachable, countsNote(", sources via", st.Reach.Via))
 	_ = tw.Flush()
 	printPromotion(w, st)
 	if s := st.Supernode; s != nil {
@@ -103,6 +105,11 @@ func printNodeStatus(w io.Writer, st *node.Status) {
 			len(s.Leaves), s.Capacity, len(s.Neighbours), s.IndexFiles, humanBytes(uint64(s.IndexBytes)), s.Routes)
 		fmt.Fprintf(w, "queries: %d from leaves, %d from the mesh, %d forwarded, %d answered, %d hits sent\n",
 			s.Stats.QueriesFromLeaves, s.Stats.QueriesFromMesh, s.Stats.QueriesForwarded, s.Stats.QueriesAnswered, s.Stats.HitsSent)
+		r := s.Reach
+		fmt.Fprintf(w, "relay: %d/%d sessions, %s relayed, limits %s/s a session, %s/s in all, %s a session, %s an hour%s%s\n",
+			r.RelaySessions, r.Limits.MaxRelaySessions, humanBytes(r.RelayedBytes), humanBytes(uint64(r.Limits.RelaySessionRate)),
+			humanBytes(uint64(r.Limits.RelayTotalRate)), humanBytes(uint64(r.Limits.RelaySessionBytes)),
+			humanBytes(uint64(r.Limits.RelayHourBytes)), countsNote("; requests", r.Requests), countsNote("; refused", r.Refused))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		if len(s.Neighbours) > 0 {
 			fmt.Fprintln(tw, "\nNEIGHBOUR\tADDRESS\tLEAVES")
@@ -219,4 +226,25 @@ func printBootstrapStatus(w io.Writer, body []byte) error {
 			humanBytes(uint64(n.DownBps)), time.Duration(n.SeenS*float64(time.Second)).Round(time.Second), n.Ask)
 	}
 	return tw.Flush()
+}
+
+// countsNote prints counters as "<label> a 1, b 2" in key order, or nothing.
+func countsNote(label string, m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(label)
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %s %d", k, m[k])
+	}
+	return b.String()
 }

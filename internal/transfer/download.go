@@ -76,6 +76,7 @@ type holder struct {
 	retryAt   time.Time
 	running   bool
 	sess      *session.Session // from the piece-list fetch, for its first worker
+	path      Path             // how the last session reached it
 }
 
 // rate is h's verified bytes per second since its first reply, 0 when
@@ -377,6 +378,12 @@ func (d *download) dial(ctx context.Context, h *holder) (*session.Session, error
 	sess, err := d.m.cfg.Dial(dctx, info)
 	if err != nil {
 		return nil, &sourceError{reason: "cannot connect: " + err.Error()}
+	}
+	if d.m.cfg.PathOf != nil {
+		p := d.m.cfg.PathOf(sess)
+		d.mu.Lock()
+		h.path = p
+		d.mu.Unlock()
 	}
 	return sess, nil
 }
@@ -700,7 +707,10 @@ func (d *download) status() DownloadStatus {
 			continue
 		}
 		s.Sources = append(s.Sources, SourceStatus{Peer: h.info, State: h.state, QueuePosition: h.queuePos,
-			Bytes: h.bytes, Reason: h.reason})
+			Bytes: h.bytes, Reason: h.reason, Path: h.path})
+		if h.path.Via == "relay" && (h.state == SourceActive || h.bytes > 0) {
+			s.Relayed = true
+		}
 	}
 	return s
 }

@@ -64,6 +64,9 @@ type ManagerConfig struct {
 	// its final name, with the verified piece hashes (the node adds it to
 	// its library without hashing it again). Nil means nothing to do.
 	OnComplete func(path string, cid proto.ContentID, pieces []proto.PieceHash)
+	// PathOf tells how a session from Dial reaches its peer (direct, push,
+	// punch, relay and the relay's limits), for status. Nil means direct.
+	PathOf func(*session.Session) Path
 	// Logger receives a line per download event. Nil means none.
 	Logger *zap.Logger
 	// Now is the clock for status times and rates. Nil means time.Now.
@@ -173,6 +176,17 @@ type SourceStatus struct {
 	QueuePosition int            `json:"queue_position,omitempty"`
 	Bytes         uint64         `json:"bytes"` // verified bytes received from it
 	Reason        string         `json:"reason,omitempty"`
+	Path          Path           `json:"path,omitzero"` // how its last session reached it
+}
+
+// Path is how a session reaches its peer: Via is "direct", "push" (the
+// holder dialled us), "punch" (hole punching) or "relay" (through a
+// supernode, which caps the session at MaxBps bytes per second and
+// MaxBytes in all).
+type Path struct {
+	Via      string `json:"via"`
+	MaxBps   uint64 `json:"relay_max_bps,omitempty"`
+	MaxBytes uint64 `json:"relay_max_bytes,omitempty"`
 }
 
 // maxFinished bounds the finished downloads (done, failed, cancelled) kept

@@ -60,3 +60,13 @@ func (b *bucket) wait(ctx context.Context, n int) error {
 		return ctx.Err()
 	}
 }
+
+// Pacer is a byte-rate cap for other packages (a supernode's relay): the
+// same token bucket the Uploader shares among its uploads.
+type Pacer struct{ b *bucket }
+
+// NewPacer caps to rate bytes per second.
+func NewPacer(rate int64) *Pacer { return &Pacer{b: newBucket(rate, time.Now())} }
+
+// Wait blocks until n bytes may pass, or ctx ends.
+func (p *Pacer) Wait(ctx context.Context, n int) error { return p.b.wait(ctx, n) }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/mediagen"
+	"github.com/strata-p2p/strata/internal/netns"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -34,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/strata-p2p/strata/cmd/strata")
+	args := []string{"build", "-race", "-o", binary, "github.com/strata-p2p/strata/cmd/strata"}
+	if os.Getenv("STRATA_E2E_RACE") == "0" { // benchmarks: figures without the race detector's cost
+		args = append(args[:1], args[2:]...)
+	}
+	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building strata:", err)
@@ -47,13 +52,14 @@ func TestMain(m *testing.M) {
 
 // proc is a running strata process.
 type proc struct {
-	t     *testing.T
+	t     testing.TB
 	name  string
 	cmd   *exec.Cmd
 	ready node.Ready
 	logs  *syncBuffer
 	done  chan struct{}
-	state string // state dir
+	state string    // state dir
+	ns    *netns.NS // the network namespace it runs in; nil: this one
 }
 
 type syncBuffer struct {
@@ -74,21 +80,35 @@ func (s *syncBuffer) String() string {
 }
 
 // start runs `strata args...` and waits for its ready line.
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	return startEnv(t, name, nil, args...)
 }
 
 // startEnv is start with extra environment variables ("KEY=value").
-func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+func startEnv(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
+	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}, env, args...)
+}
+
+// startIn is start inside the network namespace ns.
+func startIn(t testing.TB, ns *netns.NS, name string, args ...string) *proc {
+	t.Helper()
+	return startProc(t, &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{}), ns: ns}, nil, args...)
+}
+
+func startProc(t testing.TB, p *proc, env []string, args ...string) *proc {
+	t.Helper()
+	name := p.name
 	for i, a := range args {
 		if a == "--state-dir" && i+1 < len(args) {
 			p.state = args[i+1]
 		}
 	}
 	p.cmd = exec.Command(binary, args...)
+	if p.ns != nil {
+		p.cmd = p.ns.Command(context.Background(), binary, args...)
+	}
 	if len(env) > 0 {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
@@ -155,6 +175,14 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// http is a client that reaches p's control API (inside p's namespace).
+func (p *proc) http() *http.Client {
+	if p.ns != nil {
+		return p.ns.HTTPClient()
+	}
+	return http.DefaultClient
+}
+
 func (p *proc) status() node.Status {
 	p.t.Helper()
 	var st node.Status
@@ -164,7 +192,7 @@ func (p *proc) status() node.Status {
 
 func (p *proc) getJSON(path string, v any) {
 	p.t.Helper()
-	resp, err := http.Get("http://" + p.ready.API + path)
+	resp, err := p.http().Get("http://" + p.ready.API + path)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", p.name, path, err)
 	}
@@ -186,7 +214,7 @@ func (p *proc) waitAttached() {
 func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 	p.t.Helper()
 	u := "http://" + p.ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()}}.Encode()
-	resp, err := http.Get(u)
+	resp, err := p.http().Get(u)
 	if err != nil {
 		p.t.Fatalf("search on %s: %v", p.name, err)
 	}
@@ -210,12 +238,21 @@ func (p *proc) search(q string, timeout time.Duration) []proto.Hit {
 }
 
 // cli runs a strata client command and returns stdout.
-func cli(t *testing.T, args ...string) (string, error) {
+func cli(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	return cliIn(t, nil, args...)
+}
+
+// cliIn is cli inside the network namespace ns (nil: this one).
+func cliIn(t testing.TB, ns *netns.NS, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, binary, args...)
+	if ns != nil {
+		cmd = ns.Command(ctx, binary, args...)
+	}
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if err != nil {
@@ -225,7 +262,7 @@ func cli(t *testing.T, args ...string) (string, error) {
 }
 
 // eventually polls cond every 50 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -240,7 +277,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) ti
 }
 
 // writeMP3 writes a small valid MP3 with tags into dir.
-func writeMP3(t *testing.T, dir, name, artist, title string) string {
+func writeMP3(t testing.TB, dir, name, artist, title string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
@@ -255,11 +292,11 @@ func writeMP3(t *testing.T, dir, name, artist, title string) string {
 	return path
 }
 
-func bootstrapArgs(t *testing.T) []string {
+func bootstrapArgs(t testing.TB) []string {
 	return []string{"bootstrap", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-format", "json"}
 }
 
-func nodeArgs(t *testing.T, bs string, extra ...string) []string {
+func nodeArgs(t testing.TB, bs string, extra ...string) []string {
 	args := []string{"node", "--bootstrap", bs, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", t.TempDir(), "--downloads", t.TempDir(), "--rescan", "200ms", "--heartbeat", "250ms",
 		"--log-format", "json"}

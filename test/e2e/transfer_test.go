@@ -17,7 +17,7 @@ import (
 )
 
 // writeRandom writes n pseudo-random bytes to dir/name and returns its hash.
-func writeRandom(t *testing.T, dir, name string, n int, seed int64) [32]byte {
+func writeRandom(t testing.TB, dir, name string, n int, seed int64) [32]byte {
 	t.Helper()
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
@@ -27,7 +27,7 @@ func writeRandom(t *testing.T, dir, name string, n int, seed int64) [32]byte {
 	return sha256.Sum256(b)
 }
 
-func fileHash(t *testing.T, path string) [32]byte {
+func fileHash(t testing.TB, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -37,7 +37,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 }
 
 // findCID searches from p for name and returns the content ID of the hit.
-func findCID(t *testing.T, p *proc, word string) proto.ContentID {
+func findCID(t testing.TB, p *proc, word string) proto.ContentID {
 	t.Helper()
 	var cid proto.ContentID
 	eventually(t, 15*time.Second, "file "+word+" not found by search", func() bool {
@@ -52,10 +52,10 @@ func findCID(t *testing.T, p *proc, word string) proto.ContentID {
 }
 
 // startDownload asks p's API to fetch cid without waiting for it.
-func startDownload(t *testing.T, p *proc, cid proto.ContentID, name string) {
+func startDownload(t testing.TB, p *proc, cid proto.ContentID, name string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"content_id": cid.String(), "name": name})
-	resp, err := http.Post("http://"+p.ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
+	resp, err := p.http().Post("http://"+p.ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func startDownload(t *testing.T, p *proc, cid proto.ContentID, name string) {
 	}
 }
 
-func downloads(t *testing.T, p *proc) []transfer.DownloadStatus {
+func downloads(t testing.TB, p *proc) []transfer.DownloadStatus {
 	var l []transfer.DownloadStatus
 	p.getJSON("/v1/downloads", &l)
 	return l

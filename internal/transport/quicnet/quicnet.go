@@ -41,6 +41,8 @@ type Config struct {
 	// MaxIncomingStreams bounds concurrent streams a peer may open.
 	MaxIncomingStreams int64
 	Logger             *zap.Logger
+
+	noPMTUD bool // a relayed path: keep packets at the initial size
 }
 
 // DefaultConfig returns the defaults; they are stated only here.
@@ -95,6 +97,7 @@ func (c Config) quic() *quic.Config {
 		MaxConnectionReceiveWindow:     c.MaxConnWindow,
 		MaxIncomingStreams:             c.MaxIncomingStreams,
 		MaxIncomingUniStreams:          -1,
+		DisablePathMTUDiscovery:        c.noPMTUD,
 	}
 }
 
@@ -102,7 +105,7 @@ func (c Config) quic() *quic.Config {
 type Transport struct {
 	cfg  Config
 	id   *identity.Identity
-	udp  *net.UDPConn
+	udp  net.PacketConn
 	tr   *quic.Transport
 	ln   *quic.Listener
 	once sync.Once
@@ -121,12 +124,30 @@ func Listen(addr string, id *identity.Identity, cfg Config) (*Transport, error) 
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen on %s: %w (is another node using that port? pick another with --listen)", addr, err)
 	}
-	key := quic.StatelessResetKey(id.DeriveKey("quic stateless reset"))
-	t := &Transport{cfg: cfg, id: id, udp: udp, tr: &quic.Transport{Conn: udp, StatelessResetKey: &key}}
-	t.ln, err = t.tr.Listen(id.TLSConfig(proto.PeerID{}, nil), cfg.quic())
+	t, err := listenOn(udp, id, cfg)
 	if err != nil {
 		udp.Close()
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return t, nil
+}
+
+// ListenPacketConn runs a Transport on pc, which need not be a UDP socket
+// (a relayed path: see StreamPacketConn). Path MTU discovery is off, so
+// packets stay at QUIC's initial size. Close closes pc.
+func ListenPacketConn(pc net.PacketConn, id *identity.Identity, cfg Config) (*Transport, error) {
+	cfg = cfg.populate()
+	cfg.noPMTUD = true
+	return listenOn(pc, id, cfg)
+}
+
+func listenOn(pc net.PacketConn, id *identity.Identity, cfg Config) (*Transport, error) {
+	key := quic.StatelessResetKey(id.DeriveKey("quic stateless reset"))
+	t := &Transport{cfg: cfg, id: id, udp: pc, tr: &quic.Transport{Conn: pc, StatelessResetKey: &key}}
+	var err error
+	t.ln, err = t.tr.Listen(id.TLSConfig(proto.PeerID{}, nil), cfg.quic())
+	if err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -143,6 +164,12 @@ func (t *Transport) Dial(ctx context.Context, addr string, expect proto.PeerID) 
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: bad address: %w", addr, err)
 	}
+	return t.DialAddr(ctx, ua, expect)
+}
+
+// DialAddr is Dial to a resolved address (a RelayAddr on a relayed path).
+func (t *Transport) DialAddr(ctx context.Context, ua net.Addr, expect proto.PeerID) (transport.Conn, error) {
+	addr := ua.String()
 	var mismatch *identity.MismatchError
 	var mu sync.Mutex
 	tlsConf := t.id.TLSConfig(expect, func(e *identity.MismatchError) { mu.Lock(); mismatch = e; mu.Unlock() })
@@ -163,6 +190,9 @@ func (t *Transport) Accept(ctx context.Context) (transport.Conn, error) {
 	for {
 		qc, err := t.ln.Accept(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return nil, mapErr(err)
 		}
 		c, err := t.wrap(qc)
