@@ -63,7 +63,11 @@ func loadCache(path string) (map[string]*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := fi.Size()
+	return decodeCache(f, fi.Size())
+}
+
+// decodeCache reads a cache of size bytes from r.
+func decodeCache(r io.Reader, size int64) (map[string]*record, error) {
 	const trailer = 32
 	if size > maxCacheFile {
 		return nil, fmt.Errorf("%d bytes, over the cap of %d", size, maxCacheFile)
@@ -72,7 +76,8 @@ func loadCache(path string) (map[string]*record, error) {
 		return nil, fmt.Errorf("%d bytes, too short to be a hash cache", size)
 	}
 	h := blake3.New()
-	d := &cacheDecoder{r: bufio.NewReaderSize(io.TeeReader(io.LimitReader(f, size-trailer), h), 256<<10), left: size - trailer}
+	br := bufio.NewReaderSize(r, 256<<10)
+	d := &cacheDecoder{r: bufio.NewReaderSize(io.TeeReader(io.LimitReader(br, size-trailer), h), 256<<10), left: size - trailer}
 
 	if magic := d.bytes(len(cacheMagic)); d.err == nil && string(magic) != cacheMagic {
 		return nil, errors.New("not a Strata hash cache (bad magic)")
@@ -104,7 +109,7 @@ func loadCache(path string) (map[string]*record, error) {
 		return nil, fmt.Errorf("%d bytes after the last entry", d.left)
 	}
 	var sum [trailer]byte
-	if _, err := io.ReadFull(f, sum[:]); err != nil {
+	if _, err := io.ReadFull(br, sum[:]); err != nil {
 		return nil, fmt.Errorf("reading checksum: %w", err)
 	}
 	if !bytes.Equal(h.Sum(nil), sum[:]) {
@@ -222,6 +227,23 @@ func saveCache(path string, recs map[string]*record) (err error) {
 		}
 	}()
 
+	if err := encodeCache(f, recs); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// encodeCache writes recs in the cache format, checksum last.
+func encodeCache(out io.Writer, recs map[string]*record) error {
 	paths := make([]string, 0, len(recs))
 	for p, r := range recs {
 		if len(p) <= 0xFFFF && r != nil {
@@ -231,7 +253,7 @@ func saveCache(path string, recs map[string]*record) (err error) {
 	sort.Strings(paths)
 
 	h := blake3.New()
-	w := bufio.NewWriterSize(io.MultiWriter(f, h), 256<<10)
+	w := bufio.NewWriterSize(io.MultiWriter(out, h), 256<<10)
 	var b []byte
 	b = append(b, cacheMagic...)
 	b = binary.BigEndian.AppendUint32(b, cacheVersion)
@@ -271,19 +293,8 @@ func saveCache(path string, recs map[string]*record) (err error) {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if _, err := f.Write(h.Sum(nil)); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	_, err := out.Write(h.Sum(nil))
+	return err
 }
 
 // syncDir fsyncs a folder so a rename in it survives a crash.
