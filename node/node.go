@@ -32,6 +32,10 @@ import (
 	"github.com/strata-p2p/strata/supernode"
 )
 
+// shutdownHandOff bounds how long a supernode shutting down waits for its
+// leaves to move to other supernodes.
+const shutdownHandOff = 3 * time.Second
+
 // Version is the agent string's version; cmd/strata sets it.
 var Version = "dev"
 
@@ -302,6 +306,14 @@ func (n *Node) Run(ctx context.Context, ready func(Ready)) (err error) {
 	sn := n.sn
 	n.mu.Unlock()
 	if sn != nil {
+		// A supernode hands its leaves off before it goes, as in a step
+		// down: each attaches to another supernode, then leaves this one.
+		hctx, c3 := context.WithTimeout(context.Background(), shutdownHandOff)
+		told, left := sn.HandOff(hctx, n.hosts.Infos(), "shutting down")
+		c3()
+		if told > 0 {
+			n.note(fmt.Sprintf("shutting down: told %d leaves to move, %d still attached", told, left))
+		}
 		sn.Close()
 	}
 	n.dl.Close()
@@ -535,7 +547,9 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 		_, _ = c.AddShares(n.PeerID(), n.lib.Files())
 		c.Learn(time.Now(), n.hosts.Infos()) // mesh candidates even with every bootstrap down
 	})
-	rt.Start(ctx) // before streams can reach it
+	// The role lives until Close, not until ctx ends: on shutdown it keeps
+	// serving while it hands its leaves off (Run).
+	rt.Start(context.WithoutCancel(ctx)) // before streams can reach it
 	n.mu.Lock()
 	n.sn = rt
 	n.mu.Unlock()

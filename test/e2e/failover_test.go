@@ -481,9 +481,9 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 	})
 }
 
-// TestSupernodeShutdownHandsOff: a supernode stopped with SIGTERM tells its
-// leaves goodbye, so they move to another supernode at once rather than
-// after the connection's idle timeout.
+// TestSupernodeShutdownHandsOff: a supernode stopped with SIGTERM hands its
+// leaves off (Move) before it goes: each attaches to another supernode, then
+// leaves it, at once rather than after the connection's idle timeout.
 func TestSupernodeShutdownHandsOff(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
@@ -515,12 +515,16 @@ func TestSupernodeShutdownHandsOff(t *testing.T) {
 		eventually(t, 10*time.Second, p.name+" did not get two supernodes again", func() bool {
 			return hasTwoWithout(p, victim.ready.PeerID)
 		})
+		// Make-before-break: the leaf attached to another supernode before
+		// it left the one shutting down.
 		st := p.status()
-		bye := eventTime(st, stoppedAt, "detached from supernode "+victim.ready.PeerID.Short()+": supernode said goodbye")
-		if bye.IsZero() {
-			t.Errorf("%s was not told goodbye: %+v", p.name, st.Events)
+		left := eventTime(st, stoppedAt, "detached from supernode "+victim.ready.PeerID.Short()+": moved to supernode")
+		joined := eventTime(st, stoppedAt, "attached to supernode")
+		if left.IsZero() || joined.IsZero() || joined.After(left) {
+			t.Errorf("%s did not attach elsewhere before leaving the supernode shutting down: %+v", p.name, st.Events)
 			continue
 		}
-		t.Logf("FIGURE: SIGTERM: %s told goodbye %v after the signal", p.name, bye.Sub(stoppedAt).Round(time.Millisecond))
+		t.Logf("FIGURE: SIGTERM: %s attached elsewhere %v and left %v after the signal", p.name,
+			joined.Sub(stoppedAt).Round(time.Millisecond), left.Sub(stoppedAt).Round(time.Millisecond))
 	}
 }
