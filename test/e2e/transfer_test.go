@@ -21,7 +21,13 @@ func writeRandom(t testing.TB, dir, name string, n int, seed int64) [32]byte {
 	t.Helper()
 	b := make([]byte, n)
 	rand.New(rand.NewSource(seed)).Read(b)
-	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+	// Written beside the share folder and renamed in: a rescan must never
+	// index a half-written file (its content ID would vanish a scan later).
+	tmp := filepath.Join(filepath.Dir(dir), "."+name+".writing")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
 	return sha256.Sum256(b)
