@@ -248,6 +248,7 @@ func (n *Node) promotionStep(ctx context.Context) bool {
 			answered = true
 			p.lastErr, p.bootstrap, p.lastAt = "", addr, time.Now()
 			p.reach = reply.Reachable
+			p.policy.SetReachable(reply.Reachable)
 			n.setReach(ctx, reply.Reachable)
 			p.demand = promotion.Demand{Ask: promotion.Ask(reply.Ask), AcceptYoung: reply.AcceptYoung,
 				Supernodes: int(reply.Supernodes), Need: int(reply.Need), Leaves: int(reply.Leaves)}

@@ -258,6 +258,18 @@ func (p *Policy) Observe(now time.Time, c Capacity) {
 	s.Uptime, s.AvgSession, s.Reachable, s.MeasuredAt = c.Uptime, c.AvgSession, c.Reachable, c.MeasuredAt
 }
 
+// SetReachable records a new dial-back result as soon as a bootstrap server
+// reports it (reachability is taken as it is, like in Observe), so the next
+// Decide and Declining use it rather than the last full measurement's: a
+// node asked to step up while its first dial-back was still running must not
+// decline for a result that is already known. Before the first measurement
+// it does nothing.
+func (p *Policy) SetReachable(r proto.Reachability) {
+	if p.measured {
+		p.cap.Reachable = r
+	}
+}
+
 func clean(x float64) float64 {
 	if x > 0 && !math.IsInf(x, 1) {
 		return x

@@ -435,3 +435,29 @@ func TestActionAndAskJSON(t *testing.T) {
 		t.Error("an unknown ask decoded")
 	}
 }
+
+// TestPolicySetReachable: a node measured while its dial-back was running
+// (reachability unknown) declines; the result, once reported, counts at once
+// without waiting for the next measurement.
+func TestPolicySetReachable(t *testing.T) {
+	p := newTestPolicy(t, Config{}, proto.RoleLeaf)
+	p.SetReachable(proto.ReachPublic) // before any measurement: nothing to update
+	c := strong()
+	c.Reachable = proto.ReachUnknown
+	p.Observe(t0, c)
+	if !p.Declining(t0) {
+		t.Fatal("a node not known to be reachable does not decline")
+	}
+	p.SetReachable(proto.ReachPublic)
+	if p.Declining(t0) {
+		t.Fatal("still declining after the dial-back reported it reachable")
+	}
+	p.Decide(t0, askUp)
+	if d := p.Decide(t0.Add(time.Minute), askUp); d.Action != Promote {
+		t.Fatalf("reachable, asked twice: %+v", d)
+	}
+	p.SetReachable(proto.ReachUnreachable)
+	if d := p.Decide(t0.Add(2*time.Minute), noAsk); d.Eligible {
+		t.Fatalf("an unreachable supernode still eligible: %+v", d)
+	}
+}
