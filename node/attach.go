@@ -263,11 +263,7 @@ func (n *Node) leafLoop(ctx context.Context) {
 			}
 			continue
 		}
-		added, promoted := m.fill(ctx, need)
-		if promoted {
-			return
-		}
-		if added > 0 {
+		if added := m.fill(ctx, need); added > 0 {
 			backoff = 100 * time.Millisecond
 			continue
 		}
@@ -305,9 +301,9 @@ func (m *attachManager) warn(msg string, fields ...zap.Field) {
 }
 
 // fill tries to add need attachments: from the host cache, then from a
-// bootstrap server. It reports how many it added, and whether the
-// bootstrap made the node a supernode instead.
-func (m *attachManager) fill(ctx context.Context, need int) (added int, promoted bool) {
+// bootstrap server. It reports how many it added. (Becoming a supernode is
+// the promotion loop's business, not the join's.)
+func (m *attachManager) fill(ctx context.Context, need int) (added int) {
 	n := m.n
 	now := time.Now()
 	var cands []proto.PeerInfo
@@ -319,39 +315,34 @@ func (m *attachManager) fill(ctx context.Context, need int) (added int, promoted
 	// round before asking a bootstrap (the ones that failed wait anyway).
 	added = m.tryAll(ctx, m.plan.order(now, cands, seen), need, 2*need+2)
 	if added >= need || ctx.Err() != nil {
-		return added, false
+		return added
 	}
 
-	// Ask a bootstrap server. A node that already has a supernode asks as a
-	// leaf: lacking a second one is no reason to promote it.
+	// Ask a bootstrap server, saying whether the node's role is pinned.
 	have := len(n.attachments())
 	want := proto.RoleUnknown
 	if n.cfg.Role == RoleLeaf || have > 0 {
 		want = proto.RoleLeaf
 	}
 	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	reply, used, err := n.bootstrapClient().Join(jctx, n.cfg.Bootstraps, want)
+	reply, _, err := n.bootstrapClient().Join(jctx, n.cfg.Bootstraps, want)
 	cancel()
 	if err != nil {
 		if have == 0 {
 			m.warn("cannot join the network yet: no supernode in the host cache answered and no bootstrap server did",
 				zap.Int("host_cache", n.hosts.Len()), zap.Error(err))
 		}
-		return added, false
+		return added
 	}
 	n.mu.Lock()
 	n.observed = reply.ObservedAddr
 	n.mu.Unlock()
 	n.hosts.Add(time.Now(), reply.Supernodes...)
-	if reply.Become == proto.RoleSupernode && n.cfg.Role == RoleAuto && have == 0 {
-		n.becomeSupernode(ctx, "bootstrap "+used+" found no supernode with room")
-		return added, true
-	}
 	added += m.tryAll(ctx, reply.Supernodes, need-added, proto.MaxPeers)
 	if added < need && have+added == 0 {
 		m.warn("no supernode took this node yet; retrying", zap.Int("offered", len(reply.Supernodes)))
 	}
-	return added, false
+	return added
 }
 
 // tryAll attaches to up to need of cands, need at a time in parallel,

@@ -103,8 +103,10 @@ type JoinRequest struct {
 	Role Role // the role the node runs with: leaf, supernode, or unknown for auto
 }
 
-// JoinReply lists supernodes, those with free slots first. Become is set to
-// RoleSupernode when the network needs the asking node to become one.
+// JoinReply lists supernodes, those with free slots first. Become is
+// RoleSupernode in the answer to a node joining as a supernode (Supernodes is
+// then a sample to peer with); other nodes are asked to step up by the
+// promotion planner (CheckInReply), not here.
 type JoinReply struct {
 	Supernodes   List[PeerInfo]
 	Become       Role
