@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type attachment struct {
 	// attachment no longer counts, so the leaf attaches elsewhere first and
 	// then leaves it (make-before-break).
 	moving string
+	// othersTold is how many other supernodes answered the leaf when it
+	// last told this one (proto.Attach, proto.LeafState).
+	othersTold int
 	// reach is the reachability last told to this supernode (reachTold).
 	reach     proto.Reachability
 	reachTold bool
@@ -237,7 +241,8 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	n.scanMu.Lock() // no rescan between the snapshot and registering for diffs
 	defer n.scanMu.Unlock()
 	files := n.lib.Files()
-	reply, err := supernode.AttachAndUpload(st, files)
+	others := n.liveOthers(nil, time.Now())
+	reply, err := supernode.AttachAndUpload(st, others, files)
 	if err != nil {
 		return fail(err)
 	}
@@ -247,7 +252,8 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	}
 	_ = st.SetDeadline(time.Time{})
 	sn.Addrs = supernode.Advertised(sn.Addrs, conn.RemoteAddr())
-	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	att := &attachment{sn: sn, conn: conn, sess: s, st: st, at: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		othersTold: others}
 	n.mu.Lock()
 	if n.role != proto.RoleLeaf || ctx.Err() != nil { // became a supernode, or shutting down, meanwhile
 		n.mu.Unlock()
@@ -261,6 +267,21 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	n.hosts.Add(time.Now(), proto.PeerInfo{ID: sn.ID, Addrs: sn.Addrs, Role: proto.RoleSupernode, Load: sn.Load})
 	n.note(fmt.Sprintf("attached to supernode %s at %v (%d of %d)", sn.ID.Short(), sn.Addrs, count, n.wantSupernodes()))
 	return att, nil, nil
+}
+
+// liveOthers counts the leaf's attachments other than except whose
+// supernodes answer (not unresponsive, not moving).
+func (n *Node) liveOthers(except *attachment, now time.Time) int {
+	n.mu.Lock()
+	atts := slices.Clone(n.atts)
+	n.mu.Unlock()
+	c := 0
+	for _, a := range atts {
+		if a != except && !a.unresponsive(now) {
+			c++
+		}
+	}
+	return c
 }
 
 // runAttachment sends share changes, pings and peer-list requests, and
@@ -335,6 +356,10 @@ func (n *Node) runAttachment(ctx context.Context, a *attachment) {
 		case now := <-ping.C:
 			if p := a.nextPing(now); p != nil {
 				send = append(send, p)
+			}
+			if o := n.liveOthers(a, now); o != a.othersTold { // only this goroutine touches othersTold
+				a.othersTold = o
+				send = append(send, &proto.LeafState{Others: uint8(min(o, 255))})
 			}
 			if !now.Before(nextPeers) {
 				nextPeers = now.Add(peerListEvery)

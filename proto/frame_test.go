@@ -38,7 +38,7 @@ func sampleMessages() []Message {
 		&Register{Addrs: []string{"127.0.0.1:7401"}, Load: Load{Leaves: 1, Capacity: 10}},
 		&RegisterReply{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, HeartbeatMillis: 1000, ExpiryMillis: 3500},
 		&Topology{Neighbours: PeerIDs{{1}, {2}}, Leaves: PeerIDs{{3}}},
-		&Attach{Files: 3},
+		&Attach{Files: 3, Others: 1}, &LeafState{Others: 2},
 		&AttachReply{Accepted: false, Reason: "full", Redirect: List[PeerInfo]{samplePeer()}},
 		&ShareAdd{Entries: entries},
 		&ShareRemove{Refs: List[FileRef]{{ContentID: sampleEntry(1).ContentID, Name: "x.mp3"}}},

@@ -26,6 +26,7 @@ const (
 	TypeAttachReply MsgType = 0x0021
 	TypeShareAdd    MsgType = 0x0022
 	TypeShareRemove MsgType = 0x0023
+	TypeLeafState   MsgType = 0x0024
 
 	// Search.
 	TypeQuery     MsgType = 0x0030
@@ -138,6 +139,16 @@ type Topology struct {
 // Attach asks a supernode to take the sender as a leaf.
 type Attach struct {
 	Files uint32 // how many files the leaf will upload
+	// Others is how many other supernodes answer the leaf now. A full
+	// supernode asked by a leaf with none gives it the slot of a leaf that
+	// has another (a leaf's only supernode comes before another's spare).
+	Others uint8
+}
+
+// LeafState tells a supernode, on the leaf's session stream, how many other
+// supernodes answer the leaf now, whenever that changes.
+type LeafState struct {
+	Others uint8
 }
 
 // AttachReply accepts or refuses a leaf; a refusal lists other supernodes.
@@ -319,6 +330,7 @@ func (*RegisterReply) Type() MsgType { return TypeRegisterReply }
 func (*Topology) Type() MsgType      { return TypeTopology }
 func (*Attach) Type() MsgType        { return TypeAttach }
 func (*AttachReply) Type() MsgType   { return TypeAttachReply }
+func (*LeafState) Type() MsgType     { return TypeLeafState }
 func (*ShareAdd) Type() MsgType      { return TypeShareAdd }
 func (*ShareRemove) Type() MsgType   { return TypeShareRemove }
 func (*Query) Type() MsgType         { return TypeQuery }
@@ -364,6 +376,8 @@ func New(t MsgType) Message {
 		return new(Attach)
 	case TypeAttachReply:
 		return new(AttachReply)
+	case TypeLeafState:
+		return new(LeafState)
 	case TypeShareAdd:
 		return new(ShareAdd)
 	case TypeShareRemove:
@@ -406,7 +420,7 @@ func New(t MsgType) Message {
 func AllTypes() []MsgType {
 	return []MsgType{TypeHello, TypeError, TypePing, TypePong, TypeGoodbye,
 		TypeJoinRequest, TypeJoinReply, TypeRegister, TypeRegisterReply, TypeTopology,
-		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove,
+		TypeAttach, TypeAttachReply, TypeShareAdd, TypeShareRemove, TypeLeafState,
 		TypeQuery, TypeQueryHits, TypePeerList,
 		TypePiecesRequest, TypePieces, TypeRangeRequest, TypeRangeReply, TypeQueued,
 		TypeCheckIn, TypeCheckInReply, TypeProbe, TypeProbeGrant, TypeProbeResult, TypeProbeDone, TypeMove,

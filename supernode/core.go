@@ -145,6 +145,8 @@ type leaf struct {
 	info   proto.PeerInfo
 	tokens float64
 	last   time.Time
+	at     time.Time // when it attached
+	others int       // other supernodes answering it, as it last said
 }
 
 type route struct {
@@ -226,24 +228,52 @@ func (c *Core) SetAddrs(addrs []string, r proto.Reachability) {
 // ErrFull is returned by AttachLeaf when no leaf slot is free.
 var ErrFull = errors.New("supernode is full")
 
-// AttachLeaf takes a leaf. When full it returns ErrFull and up to 10 other
-// supernodes to try, least loaded first.
-func (c *Core) AttachLeaf(now time.Time, info proto.PeerInfo) ([]proto.PeerInfo, error) {
+// AttachLeaf takes a leaf that says others other supernodes answer it.
+// When full it returns ErrFull and up to 10 other supernodes to try, least
+// loaded first, unless the leaf has no other supernode and an attached leaf
+// has one: then that leaf's slot is reclaimed (a leaf's only supernode comes
+// before another leaf's spare). The reclaimed leaf is detached here and
+// returned, for the caller to tell it; it is the one with the most other
+// supernodes, the most recently attached of those.
+func (c *Core) AttachLeaf(now time.Time, info proto.PeerInfo, others int) (redirect []proto.PeerInfo, evicted proto.PeerID, err error) {
 	if l, ok := c.leaves[info.ID]; ok { // reattach: replace the old session
 		c.DetachLeaf(now, l.info.ID)
 	}
 	if len(c.leaves) >= c.cfg.MaxLeaves {
-		return c.redirects(10), ErrFull
+		var victim *leaf
+		if others == 0 {
+			for _, l := range c.leaves {
+				if l.others > 0 && (victim == nil || l.others > victim.others ||
+					(l.others == victim.others && l.at.After(victim.at))) {
+					victim = l
+				}
+			}
+		}
+		if victim == nil {
+			return c.redirects(10), proto.PeerID{}, ErrFull
+		}
+		evicted = victim.info.ID
+		c.DetachLeaf(now, evicted)
 	}
 	info.Role = proto.RoleLeaf
-	l := &leaf{handle: c.nextHandle, info: info, tokens: float64(c.cfg.LeafQueryBurst), last: now}
+	l := &leaf{handle: c.nextHandle, info: info, tokens: float64(c.cfg.LeafQueryBurst), last: now, at: now, others: others}
 	c.nextHandle++
 	if c.nextHandle == 0 {
 		c.nextHandle = 1
 	}
 	c.leaves[info.ID] = l
 	c.byHandle[l.handle] = l
-	return nil, nil
+	return nil, evicted, nil
+}
+
+// SetLeafOthers records how many other supernodes answer a leaf, as it
+// said (proto.LeafState). It reports false when id is not attached.
+func (c *Core) SetLeafOthers(id proto.PeerID, others int) bool {
+	l, ok := c.leaves[id]
+	if ok {
+		l.others = others
+	}
+	return ok
 }
 
 // redirects returns known supernodes with room, most free slots first.

@@ -88,7 +88,7 @@ func (m *mesh) search(t *testing.T, sn int, asker proto.PeerID, id byte, text st
 func attach(t *testing.T, c *Core, leafN int, files ...proto.FileEntry) proto.PeerID {
 	t.Helper()
 	info := peer(leafN)
-	if _, err := c.AttachLeaf(t0, info); err != nil {
+	if _, _, err := c.AttachLeaf(t0, info, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := c.AddShares(info.ID, files); err != nil || r.Added != len(files) {
@@ -228,12 +228,48 @@ func TestFullSupernodeRedirectsAndDetachRemovesFiles(t *testing.T) {
 	c := NewCore(Config{MaxLeaves: 1}, peer(1))
 	c.Learn(t0, []proto.PeerInfo{{ID: pid(2), Addrs: []string{"x:1"}, Load: proto.Load{Capacity: 10}}})
 	id := attach(t, c, 100, entry(1, "gone soon.mp3"))
-	red, err := c.AttachLeaf(t0, peer(101))
+	red, _, err := c.AttachLeaf(t0, peer(101), 0)
 	if err != ErrFull || len(red) != 1 || red[0].ID != pid(2) {
 		t.Fatalf("second leaf: %v %v, want ErrFull with a redirect to SN2", red, err)
 	}
 	if n := c.DetachLeaf(t0, id); n != 1 || c.IndexFiles() != 0 {
 		t.Fatalf("detach removed %d files, %d left", n, c.IndexFiles())
+	}
+}
+
+// A full supernode gives a leaf with no other supernode the slot of a leaf
+// that has one (the one with the most, the latest of those), and refuses a
+// leaf that has another.
+func TestFullSupernodeReclaimsASpareSlot(t *testing.T) {
+	c := NewCore(Config{MaxLeaves: 3}, peer(1))
+	only := attach(t, c, 100, entry(1, "only here.mp3")) // says 0 others
+	spare := peer(101)
+	if _, _, err := c.AttachLeaf(t0, spare, 1); err != nil {
+		t.Fatal(err)
+	}
+	later := peer(102)
+	if _, _, err := c.AttachLeaf(t0.Add(time.Second), later, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ev, err := c.AttachLeaf(t0, peer(103), 1); err != ErrFull || !ev.IsZero() {
+		t.Fatalf("a leaf with another supernode: evicted %v, %v; want ErrFull and no eviction", ev, err)
+	}
+	_, ev, err := c.AttachLeaf(t0, peer(104), 0)
+	if err != nil || ev != later.ID {
+		t.Fatalf("a leaf with none: evicted %v, %v; want %v (latest of those with a spare)", ev, err, later.ID.Short())
+	}
+	if c.IsLeaf(later.ID) || !c.IsLeaf(peer(104).ID) || len(c.Leaves()) != 3 {
+		t.Fatalf("leaves after the reclaim: %v", c.Leaves())
+	}
+	// spare says it lost its other supernode: it keeps its slot now.
+	if !c.SetLeafOthers(spare.ID, 0) {
+		t.Fatal("SetLeafOthers: not attached")
+	}
+	if _, ev, err := c.AttachLeaf(t0, peer(105), 0); err != ErrFull || !ev.IsZero() {
+		t.Fatalf("no leaf has a spare: evicted %v, %v; want ErrFull", ev, err)
+	}
+	if !c.IsLeaf(only) || !c.IsLeaf(spare.ID) {
+		t.Fatal("a leaf with no other supernode lost its slot")
 	}
 }
 

@@ -19,9 +19,10 @@ const uploadBatch = 125
 // in order, so the shares are indexed right after it accepts, one round trip
 // sooner than waiting for the reply first. A supernode that refuses stops the
 // stream (what it read of the shares is dropped unread), so a failed send is
-// not an error as long as the reply can still be read.
-func AttachAndUpload(st *session.Stream, files []proto.FileEntry) (*proto.AttachReply, error) {
-	if err := st.Send(&proto.Attach{Files: uint32(len(files))}); err != nil {
+// not an error as long as the reply can still be read. others is how many
+// other supernodes answer the leaf now (proto.Attach).
+func AttachAndUpload(st *session.Stream, others int, files []proto.FileEntry) (*proto.AttachReply, error) {
+	if err := st.Send(&proto.Attach{Files: uint32(len(files)), Others: uint8(min(others, 255))}); err != nil {
 		return nil, err
 	}
 	var sendErr error

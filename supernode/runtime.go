@@ -105,6 +105,17 @@ func (l *leafStream) do(f func()) {
 	f()
 }
 
+// evict ends a leaf's session whose slot was reclaimed: a goodbye, then
+// the stream closes both ways (which ends its serveLeaf loop).
+func (l *leafStream) evict(why string) {
+	l.do(func() {
+		_ = l.st.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = l.st.Send(&proto.Goodbye{Reason: why})
+		_ = l.st.Close()
+	})
+	l.st.CancelRead(proto.CodeOK)
+}
+
 func (l *leafStream) send(m proto.Message) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -279,7 +290,17 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	if r.draining != "" {
 		redirect, err = r.core.redirects(proto.MaxPeers), proto.Errorf(proto.CodeRefused, "this supernode is %s", r.draining)
 	} else {
-		redirect, err = r.core.AttachLeaf(r.cfg.Now(), info)
+		var evicted proto.PeerID
+		redirect, evicted, err = r.core.AttachLeaf(r.cfg.Now(), info, int(m.Others))
+		if !evicted.IsZero() {
+			// Its slot went to a leaf with no other supernode: tell it
+			// goodbye; it keeps its other supernode.
+			if old := r.leaves[evicted]; old != nil {
+				delete(r.leaves, evicted)
+				go old.evict("slot given to a leaf with no other supernode")
+			}
+			r.log.Info("leaf slot reclaimed", zap.Stringer("leaf", evicted), zap.Stringer("for", info.ID))
+		}
 	}
 	ls := &leafStream{st: st, addr: s.RemoteAddr().String()}
 	if err == nil {
@@ -351,6 +372,10 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 				write(func() { st.Fail(err) })
 				return
 			}
+		case *proto.LeafState:
+			r.mu.Lock()
+			r.core.SetLeafOthers(info.ID, int(m.Others))
+			r.mu.Unlock()
 		case *proto.Goodbye:
 			reason = "leaf said goodbye: " + m.Reason
 			write(st.Finish)

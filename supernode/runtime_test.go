@@ -222,7 +222,7 @@ func TestPipelinedAttachRefusedKeepsRedirect(t *testing.T) {
 	for i := range files {
 		files[i] = entry(1000+i, fmt.Sprintf("refused leaf song %d.mp3", i))
 	}
-	reply, err := supernode.AttachAndUpload(st, files)
+	reply, err := supernode.AttachAndUpload(st, 0, files)
 	if err != nil {
 		t.Fatalf("pipelined attach to a full supernode: %v", err)
 	}

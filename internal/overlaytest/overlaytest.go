@@ -126,7 +126,7 @@ func Attach(ctx context.Context, tr transport.Transport, sn proto.PeerInfo, file
 	if err != nil {
 		return fail(err)
 	}
-	if r, err := supernode.AttachAndUpload(st, files); err != nil || !r.Accepted {
+	if r, err := supernode.AttachAndUpload(st, 0, files); err != nil || !r.Accepted {
 		return fail(fmt.Errorf("attach refused: %v %+v", err, r))
 	}
 	if err := st.Send(&proto.Ping{Nonce: 1}); err != nil {

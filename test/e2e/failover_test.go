@@ -528,3 +528,57 @@ func TestSupernodeShutdownHandsOff(t *testing.T) {
 			joined.Sub(stoppedAt).Round(time.Millisecond), left.Sub(stoppedAt).Round(time.Millisecond))
 	}
 }
+
+// TestSpareSlotGoesToALeafWithNone: two supernodes with two leaf slots each
+// are full with two leaves that keep two supernodes each. A third leaf,
+// with no supernode, is not refused: one full supernode gives it the slot
+// of a leaf that has another supernode, and that leaf keeps its other one.
+func TestSpareSlotGoesToALeafWithNone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six processes")
+	}
+	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	bsAddr := bs.ready.QUIC
+	var sns []*proc
+	for i := range 2 {
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", "2")...))
+	}
+	var ls []*proc
+	for i := range 2 {
+		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...))
+	}
+	for _, l := range ls {
+		eventually(t, 15*time.Second, l.name+" did not attach to both supernodes", func() bool {
+			return len(attachedTo(l.status())) == 2
+		})
+	}
+	late := start(t, "late", nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
+	eventually(t, 15*time.Second, "the late leaf found no slot on two full supernodes", func() bool {
+		return len(attachedTo(late.status())) >= 1
+	})
+	sessions := 0
+	for _, sn := range sns {
+		sessions += len(sn.status().Supernode.Leaves)
+	}
+	if sessions > 4 {
+		t.Fatalf("%d leaf sessions on two supernodes with two slots each", sessions)
+	}
+	// Settled: every leaf keeps at least one supernode, and nobody is
+	// evicted back and forth.
+	time.Sleep(3 * time.Second)
+	evictions := 0
+	for _, l := range append(ls, late) {
+		st := l.status()
+		if len(attachedTo(st)) == 0 {
+			t.Errorf("%s lost every supernode: %+v", l.name, st.Events)
+		}
+		for _, e := range st.Events {
+			if strings.Contains(e.What, "slot given to a leaf with no other supernode") {
+				evictions++
+			}
+		}
+	}
+	if evictions != 1 {
+		t.Errorf("%d slots reclaimed, want 1 (the late leaf's)", evictions)
+	}
+}
