@@ -49,6 +49,7 @@ type nodeMetrics struct {
 	queriesAnswered, hitsSent, drops       *metrics.Counter
 	uploaded, downloaded, relayed          *metrics.Counter
 	reachRequests, reachRefused, sourceVia *metrics.Counter
+	reachTicketed                          *metrics.Counter
 	relaySessions                          *metrics.Gauge
 	roleChanges, attachments               *metrics.Counter
 	sharedFiles, sharedBytes               *metrics.Gauge
@@ -109,7 +110,8 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	m.uploaded = r.Counter("strata_uploaded_bytes_total", "File bytes this node sent to downloaders.")
 	m.downloaded = r.Counter("strata_downloaded_bytes_total", "File bytes this node received and verified for its downloads.")
 	m.relayed = r.Counter("strata_relayed_bytes_total", "Bytes this supernode relayed between two of its leaves (both directions; the peers' own encrypted QUIC packets).")
-	m.reachRequests = r.Counter("strata_reach_requests_total", "Push, hole-punch and relay requests this supernode accepted from its leaves, by mode.", "mode")
+	m.reachRequests = r.Counter("strata_reach_requests_total", "Push, hole-punch and relay requests this supernode accepted for its leaves, by mode.", "mode")
+	m.reachTicketed = r.Counter("strata_reach_ticket_requests_total", "Of those, the requests from peers that are not this supernode's leaves, allowed by a search hit's ticket for the target.")
 	m.reachRefused = r.Counter("strata_reach_refused_total",
 		"Reachability requests refused or failed, by reason: on a supernode stranger, target_not_attached, rate_limited, relay_full, relay_over_quota, bad_request, target_did_not_join, unknown_relay_session; on a leaf dial_back_rate_limited, bad_notice, <mode>_failed.", "reason")
 	m.sourceVia = r.Counter("strata_sources_reached_total", "Download sources this node reached other than directly, by way (push, punch, relay).", "via")
@@ -199,6 +201,7 @@ func (m *nodeMetrics) collect() {
 	for k, v := range s.Reach.Requests {
 		m.reachRequests.Set(float64(v), k)
 	}
+	m.reachTicketed.Set(float64(s.Reach.Ticketed))
 	for k, v := range s.Reach.Refused {
 		m.reachRefused.Set(float64(v), k)
 	}

@@ -22,13 +22,14 @@ import (
 // How long each way of reaching a holder is given before the next is tried
 // (all of them fit in a download's stall timeout, 10 s).
 const (
-	directWait   = 1500 * time.Millisecond // before the other ways start (the direct dial goes on)
-	pushWait     = 2500 * time.Millisecond
-	punchWait    = 2500 * time.Millisecond
-	relayWait    = 5 * time.Second
-	unusedClose  = 15 * time.Second // a pushed or punched connection nobody opened a stream on
-	dialBackGap  = time.Second      // least time between two dials to one asker (push, punch)
-	maxDialBacks = 1024             // askers remembered for that
+	directWait    = 1500 * time.Millisecond // before the other ways start (the direct dial goes on)
+	pushWait      = 2500 * time.Millisecond
+	punchWait     = 2500 * time.Millisecond
+	relayWait     = 5 * time.Second
+	unusedClose   = 15 * time.Second // a pushed or punched connection nobody opened a stream on
+	dialBackGap   = time.Second      // least time between two dials to one asker (push, punch)
+	maxDialBacks  = 1024             // askers remembered for that
+	maxHolderVias = 4096             // unreachable holders' supernodes remembered from hits
 )
 
 // Ways a download source was reached, as `strata downloads` shows them.
@@ -51,6 +52,9 @@ type reachState struct {
 	lastDial map[proto.PeerID]time.Time
 	via      map[string]uint64 // sources reached, by way
 	refused  map[string]uint64 // notices and attempts refused or failed, by reason
+	// holderVia is, for unreachable holders found in searches, their
+	// supernode and its ticket (proto.Hit.Via), bounded by maxHolderVias.
+	holderVia map[proto.PeerID]proto.Via
 }
 
 func (r *reachState) init() {
@@ -330,37 +334,110 @@ func (n *Node) dialAddr(ctx context.Context, addr string, id proto.PeerID) (*ses
 	return s, nil
 }
 
+// rememberVia keeps an unreachable holder's supernode and ticket from a
+// hit, for reaching it later (viaSupernodes).
+func (n *Node) rememberVia(h proto.Hit) {
+	if h.Via == nil || h.Via.Supernode.ID.IsZero() || h.Via.Supernode.ID == n.PeerID() {
+		return
+	}
+	now := time.Now().Unix()
+	n.rch.mu.Lock()
+	defer n.rch.mu.Unlock()
+	if n.rch.holderVia == nil {
+		n.rch.holderVia = map[proto.PeerID]proto.Via{}
+	}
+	if _, ok := n.rch.holderVia[h.Holder.ID]; !ok && len(n.rch.holderVia) >= maxHolderVias {
+		for id, v := range n.rch.holderVia {
+			if v.Expires < now {
+				delete(n.rch.holderVia, id)
+			}
+		}
+		for id := range n.rch.holderVia { // still full: forget any one
+			if len(n.rch.holderVia) < maxHolderVias {
+				break
+			}
+			delete(n.rch.holderVia, id)
+		}
+	}
+	n.rch.holderVia[h.Holder.ID] = *h.Via
+}
+
+func (n *Node) viaOf(id proto.PeerID) (proto.Via, bool) {
+	n.rch.mu.Lock()
+	defer n.rch.mu.Unlock()
+	v, ok := n.rch.holderVia[id]
+	return v, ok && v.Expires > time.Now().Unix()
+}
+
+// connectVia is a supernode that may connect us to a target: one of ours,
+// or the target's own, dialled for this with the ticket of a hit.
+type connectVia struct {
+	sess   *session.Session
+	ticket *proto.Via // nil on our own supernode
+}
+
+// request is the ConnectRequest for target through v.
+func (v connectVia) request(target proto.PeerID, mode proto.ConnectMode) *proto.ConnectRequest {
+	m := &proto.ConnectRequest{Target: target, Mode: mode}
+	if v.ticket != nil {
+		m.Ticket, m.Expires = v.ticket.Ticket, v.ticket.Expires
+	}
+	return m
+}
+
 // viaSupernodes runs ask on the node's supernodes, healthiest first, until
-// one answers: pushes, punches and relays are arranged by a supernode both
-// peers are attached to, and one that does not have the target answers "not
-// found", so the next is tried.
-func (n *Node) viaSupernodes(ask func(att *attachment) error) error {
+// one answers; a supernode that does not have the target answers "not
+// found", and the next is tried. When none of ours has it, the target's
+// own supernode (from a hit's Via) is dialled and asked with the hit's
+// ticket. It returns a release for the session dialled for this (a no-op
+// on our own): the caller calls it once it no longer needs the session.
+func (n *Node) viaSupernodes(ctx context.Context, target proto.PeerID, ask func(v connectVia) error) (release func(), err error) {
+	noop := func() {}
 	atts := n.attachments()
-	if len(atts) == 0 {
-		return errors.New("not attached to a supernode, which is needed to reach an unreachable peer")
+	via, haveVia := n.viaOf(target)
+	if len(atts) == 0 && !haveVia {
+		return noop, errors.New("not attached to a supernode, which is needed to reach an unreachable peer")
 	}
 	var errs []error
 	for _, att := range atts {
-		err := ask(att)
+		err := ask(connectVia{sess: att.sess})
 		if err == nil {
-			return nil
+			return noop, nil
 		}
 		errs = append(errs, err)
 		if proto.CodeOf(err) != proto.CodeNotFound {
-			break
+			return noop, errors.Join(errs...)
+		}
+		if att.sn.ID == via.Supernode.ID {
+			haveVia = false // asked it already
 		}
 	}
-	return errors.Join(errs...)
+	if !haveVia {
+		return noop, errors.Join(errs...)
+	}
+	dctx, cancel := context.WithTimeout(ctx, attachDialTimeout)
+	s, err := n.dialDirect(dctx, via.Supernode, 0)
+	cancel()
+	if err != nil {
+		return noop, errors.Join(append(errs, fmt.Errorf("the holder's supernode %s: %w", via.Supernode.ID.Short(), err))...)
+	}
+	release = func() { _ = s.CloseWithError(proto.CodeOK, "done") }
+	if err := ask(connectVia{sess: s, ticket: &via}); err != nil {
+		release()
+		return noop, errors.Join(append(errs, fmt.Errorf("the holder's supernode %s: %w", via.Supernode.ID.Short(), err))...)
+	}
+	n.log.Debug("asked the holder's supernode", zap.Stringer("holder", target), zap.Stringer("supernode", via.Supernode.ID))
+	return release, nil
 }
 
-// requestConnect asks our supernode to have p connect to us (push, punch)
+// requestConnect asks a supernode to have p connect to us (push, punch)
 // and returns the supernode's reply and the channel p's connection will
 // arrive on; stop forgets the wait.
 func (n *Node) requestConnect(ctx context.Context, p proto.PeerInfo, mode proto.ConnectMode) (*proto.ConnectReply, <-chan *session.Session, func(), error) {
 	inbound, stop := n.awaitInbound(p.ID)
 	var reply *proto.ConnectReply
-	err := n.viaSupernodes(func(att *attachment) error {
-		m, err := att.sess.Request(ctx, &proto.ConnectRequest{Target: p.ID, Mode: mode})
+	release, err := n.viaSupernodes(ctx, p.ID, func(v connectVia) error {
+		m, err := v.sess.Request(ctx, v.request(p.ID, mode))
 		if err != nil {
 			return err
 		}
@@ -371,6 +448,7 @@ func (n *Node) requestConnect(ctx context.Context, p proto.PeerInfo, mode proto.
 		reply = r
 		return nil
 	})
+	release() // the notice is sent: p dials us on its own
 	if err != nil {
 		stop()
 		return nil, nil, nil, err
@@ -485,13 +563,13 @@ func (n *Node) viaRelay(ctx context.Context, p proto.PeerInfo) (*session.Session
 	defer cancel()
 	var st *session.Stream
 	var reply *proto.ConnectReply
-	err := n.viaSupernodes(func(att *attachment) error {
+	release, err := n.viaSupernodes(rctx, p.ID, func(v connectVia) error {
 		var err error
-		if st, err = att.sess.Open(rctx); err != nil {
+		if st, err = v.sess.Open(rctx); err != nil {
 			return err
 		}
 		_ = st.SetDeadline(time.Now().Add(relayWait))
-		if err := st.Send(&proto.ConnectRequest{Target: p.ID, Mode: proto.ConnectRelay}); err != nil {
+		if err := st.Send(v.request(p.ID, proto.ConnectRelay)); err != nil {
 			st.CancelRead(proto.CodeInternal)
 			return err
 		}
@@ -508,19 +586,22 @@ func (n *Node) viaRelay(ctx context.Context, p proto.PeerInfo) (*session.Session
 	}
 	tr, pc, err := n.relayTransport(st, p.ID)
 	if err != nil {
+		release()
 		return nil, err
 	}
 	c, err := tr.DialAddr(rctx, quicnet.RelayAddr{Via: p.ID.Short()}, p.ID)
 	if err != nil {
 		_ = tr.Close()
+		release()
 		return nil, err
 	}
 	s, err := session.Client(rctx, c, n.hello())
 	if err != nil {
 		_ = tr.Close()
+		release()
 		return nil, err
 	}
-	n.goRun(func() { n.relayEnded(s, tr, pc) })
+	n.goRun(func() { n.relayEnded(s, tr, pc); release() })
 	n.notePath(s, transfer.Path{Via: ViaRelay, MaxBps: reply.MaxBps, MaxBytes: reply.MaxBytes})
 	return s, nil
 }

@@ -45,6 +45,7 @@ func (n *Node) findSources(ctx context.Context, cid proto.ContentID) ([]proto.Hi
 	var hits []proto.Hit
 	err := n.Search(ctx, "cid:"+cid.String(), 50, 2*time.Second, func(h proto.Hit) bool {
 		if h.Entry.ContentID == cid && h.Holder.ID != n.PeerID() {
+			n.rememberVia(h)
 			hits = append(hits, h)
 		}
 		return true

@@ -196,7 +196,23 @@ type Hit struct {
 	Entry  FileEntry `json:"file"`
 	Holder PeerInfo  `json:"holder"`
 	Hops   uint8     `json:"hops"` // supernode hops from the asker's supernode
+	// Via is set when the holder is unreachable: the supernode it is
+	// attached to, which pushes, punches or relays to it for whoever
+	// presents the ticket (the asker need not share that supernode).
+	Via *Via `json:"via,omitempty"`
 }
+
+// Via is an unreachable holder's supernode and a ticket it issued: proof,
+// until Expires (Unix seconds), that the bearer found the holder in a
+// search, which lets a peer that is not its leaf ask it to connect them.
+type Via struct {
+	Supernode PeerInfo `json:"supernode"`
+	Ticket    Ticket   `json:"-"`
+	Expires   int64    `json:"expires"`
+}
+
+// Ticket is a supernode's MAC of a holder's peer ID and an expiry.
+type Ticket [16]byte
 
 // QueryHits carries hits for a query back along the path it came.
 type QueryHits struct {

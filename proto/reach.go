@@ -45,14 +45,17 @@ type Reach struct {
 	Reachable Reachability
 }
 
-// ConnectRequest asks the sender's supernode, on a new stream, to get
-// Target (a leaf of the same supernode) connected to the sender. The
-// sender must be attached to that supernode. No address is named: the
-// supernode uses the address it sees the sender's connection come from,
-// so a request cannot make a peer dial a victim.
+// ConnectRequest asks a supernode, on a new stream, to get Target (its
+// leaf) connected to the sender. The sender is attached to that supernode
+// too, or presents the Ticket (and its Expires) of a hit for Target that
+// the supernode issued (Hit.Via). No address is named: the supernode uses
+// the address it sees the sender's connection come from, so a request
+// cannot make a peer dial a victim.
 type ConnectRequest struct {
-	Target PeerID
-	Mode   ConnectMode
+	Target  PeerID
+	Mode    ConnectMode
+	Ticket  Ticket
+	Expires int64
 }
 
 // ConnectNotice is what the supernode sends the target on its leaf

@@ -183,6 +183,7 @@ type Core struct {
 	lastGossip time.Time
 	rng        *rand.Rand
 	stats      Stats
+	tickets    tickets
 }
 
 // SelfHandle is the index owner of the supernode's own shared files.
@@ -197,7 +198,7 @@ func NewCore(cfg Config, self proto.PeerInfo) *Core {
 		leaves: map[proto.PeerID]*leaf{}, byHandle: map[uint32]*leaf{}, nextHandle: 1,
 		neighbours: map[proto.PeerID]proto.PeerInfo{}, dialing: map[proto.PeerID]time.Time{},
 		candidates: map[proto.PeerID]*candidate{}, routes: map[proto.QueryID]*route{},
-		rng:   rand.New(rand.NewSource(cfg.Seed)),
+		rng: rand.New(rand.NewSource(cfg.Seed)), tickets: newTickets(),
 		stats: Stats{Drops: map[string]uint64{}},
 	}
 }
@@ -464,9 +465,12 @@ func (s Search) String() string {
 	return s.q.String()
 }
 
-// answer searches the index for q, skipping files held by skip.
-func (c *Core) answer(q Search, limit int, hops uint8, skip proto.PeerID) []proto.Hit {
+// answer searches the index for q, skipping files held by skip. A hit for
+// an unreachable leaf carries this supernode and a ticket (proto.Via), so
+// the asker can have it pushed, punched or relayed from anywhere.
+func (c *Core) answer(now time.Time, q Search, limit int, hops uint8, skip proto.PeerID) []proto.Hit {
 	var hits []proto.Hit
+	vias := map[proto.PeerID]*proto.Via{} // a holder's files share one
 	visit := c.idx.Search
 	if q.q == nil {
 		visit = func(_ *index.Query, limit int, fn func(uint32, proto.FileEntry) bool) {
@@ -479,7 +483,17 @@ func (c *Core) answer(q Search, limit int, hops uint8, skip proto.PeerID) []prot
 			return true
 		}
 		h.Load = proto.Load{}
-		hits = append(hits, proto.Hit{Entry: e, Holder: h, Hops: hops})
+		hit := proto.Hit{Entry: e, Holder: h, Hops: hops}
+		if owner != SelfHandle && h.Reachable == proto.ReachUnreachable {
+			if vias[h.ID] == nil {
+				ticket, exp := c.tickets.issue(now, h.ID)
+				self := c.self
+				self.Load = proto.Load{}
+				vias[h.ID] = &proto.Via{Supernode: self, Ticket: ticket, Expires: exp}
+			}
+			hit.Via = vias[h.ID]
+		}
+		hits = append(hits, hit)
 		return len(hits) < limit
 	})
 	return hits
@@ -525,7 +539,7 @@ func (c *Core) StartSearch(now time.Time, asker proto.PeerID, q proto.Query) ([]
 		ttl = proto.MaxTTL
 		c.drop(DropTTLClamped)
 	}
-	hits := c.answer(parsed, max, 0, asker)
+	hits := c.answer(now, parsed, max, 0, asker)
 	r := c.remember(now, &route{id: q.ID, local: true, asker: asker, left: max - len(hits)})
 	if len(hits) > 0 {
 		c.stats.QueriesAnswered++
@@ -623,7 +637,7 @@ func (c *Core) MeshQuery(now time.Time, from proto.PeerID, q *proto.Query) []Out
 	}
 	r := c.remember(now, &route{id: q.ID, from: from, left: max})
 	var outs []Out
-	if hits := c.answer(parsed, max, q.Hops, proto.PeerID{}); len(hits) > 0 {
+	if hits := c.answer(now, parsed, max, q.Hops, proto.PeerID{}); len(hits) > 0 {
 		c.stats.QueriesAnswered++
 		outs = append(outs, c.hitsTo(r, hits)...)
 	}

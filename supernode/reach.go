@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,8 +104,11 @@ const (
 
 // ReachStats are the supernode's push, punch and relay counters.
 type ReachStats struct {
-	Requests      map[string]uint64 `json:"requests"` // by mode
-	Refused       map[string]uint64 `json:"refused"`  // by reason
+	Requests map[string]uint64 `json:"requests"` // by mode
+	// Ticketed is how many of them came from peers that are not our leaves,
+	// with a hit's ticket for the target.
+	Ticketed      uint64            `json:"ticketed"`
+	Refused       map[string]uint64 `json:"refused"` // by reason
 	RelaySessions int               `json:"relay_sessions"`
 	RelayedBytes  uint64            `json:"relayed_bytes"`
 	Limits        ReachConfig       `json:"limits"`
@@ -114,8 +118,9 @@ type reachState struct {
 	mu       sync.Mutex
 	pending  map[uint64]*relaySession
 	active   int
-	askers   map[proto.PeerID]*askerBucket
+	askers   map[string]*askerBucket // by "leaf "+peer ID, or "ip "+a stranger's address
 	requests map[string]uint64
+	ticketed uint64
 	refused  map[string]uint64
 	total    *transfer.Pacer
 	relayed  atomic.Uint64
@@ -155,7 +160,7 @@ type relaySession struct {
 }
 
 func newReachState(c ReachConfig) *reachState {
-	return &reachState{pending: map[uint64]*relaySession{}, askers: map[proto.PeerID]*askerBucket{},
+	return &reachState{pending: map[uint64]*relaySession{}, askers: map[string]*askerBucket{},
 		requests: map[string]uint64{}, refused: map[string]uint64{}, total: transfer.NewPacer(c.RelayTotalRate)}
 }
 
@@ -165,7 +170,7 @@ func (r *Runtime) ReachStats() ReachStats {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	st := ReachStats{Requests: map[string]uint64{}, Refused: map[string]uint64{}, RelaySessions: rs.active,
-		RelayedBytes: rs.relayed.Load(), Limits: r.core.cfg.Reach}
+		RelayedBytes: rs.relayed.Load(), Limits: r.core.cfg.Reach, Ticketed: rs.ticketed}
 	for k, v := range rs.requests {
 		st.Requests[k] = v
 	}
@@ -183,23 +188,29 @@ func (r *Runtime) refuse(st *session.Stream, reason string, err *proto.Error) {
 	st.Fail(err)
 }
 
-// allowAsker takes a token from the asker's bucket.
-func (r *Runtime) allowAsker(id proto.PeerID, now time.Time) bool {
+// allowAsker takes a token from the asker's bucket (key: "leaf "+its peer
+// ID, or "ip "+a stranger's address, as peer IDs cost nothing to make).
+// The buckets are bounded: idle ones are forgotten, and while every bucket
+// is busy a new asker is refused.
+func (r *Runtime) allowAsker(key string, now time.Time) bool {
 	c := r.core.cfg.Reach
 	rs := r.reach
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	b, ok := rs.askers[id]
+	b, ok := rs.askers[key]
 	if !ok {
-		if len(rs.askers) >= 4*r.core.cfg.MaxLeaves { // only leaves ask: forget the idle ones
+		if limit := 4*r.core.cfg.MaxLeaves + 1024; len(rs.askers) >= limit {
 			for k, v := range rs.askers {
 				if now.Sub(v.last).Seconds()*c.ConnectRate >= float64(c.ConnectBurst) {
 					delete(rs.askers, k)
 				}
 			}
+			if len(rs.askers) >= limit {
+				return false
+			}
 		}
 		b = &askerBucket{tokens: float64(c.ConnectBurst), last: now}
-		rs.askers[id] = b
+		rs.askers[key] = b
 	}
 	b.tokens = min(float64(c.ConnectBurst), b.tokens+now.Sub(b.last).Seconds()*c.ConnectRate)
 	b.last = now
@@ -223,20 +234,30 @@ func (r *Runtime) serveReach(s *session.Session, st *session.Stream, m *proto.Re
 	st.Finish()
 }
 
-// serveConnect answers a leaf that wants one of our other leaves connected
-// to it: push and punch send the target a notice on its leaf session;
-// relay waits for the target to join, then carries both streams' bytes.
+// serveConnect answers a peer that wants one of our leaves connected to
+// it: push and punch send the target a notice on its leaf session; relay
+// waits for the target to join, then carries both streams' bytes. The asker
+// is our leaf too, or a stranger with the ticket of a hit we issued for the
+// target (it found the target in a search, through any supernode).
 func (r *Runtime) serveConnect(ctx context.Context, s *session.Session, st *session.Stream, m *proto.ConnectRequest) {
 	asker := s.RemotePeer()
 	c := r.core.cfg.Reach
+	now := r.cfg.Now()
 	r.mu.Lock()
 	_, askerOK := r.leaves[asker]
 	target, targetOK := r.leaves[m.Target]
+	ticketOK := !askerOK && r.core.ValidTicket(now, m)
 	r.mu.Unlock()
+	key := "leaf " + asker.String()
+	if !askerOK {
+		host, _, _ := net.SplitHostPort(s.RemoteAddr().String())
+		key = "ip " + host
+	}
 	switch {
-	case !askerOK:
+	case !askerOK && !ticketOK:
 		r.refuse(st, RefusedStranger, proto.Errorf(proto.CodeRefused,
-			"peer %s is not attached to this supernode: ask your own supernode to connect you", asker.Short()))
+			"peer %s is not attached to this supernode and has no valid ticket for %s (a search hit's, good for %v): search again, or ask your own supernode",
+			asker.Short(), m.Target.Short(), TicketLife))
 		return
 	case m.Mode < proto.ConnectPush || m.Mode > proto.ConnectRelay || m.Target == asker:
 		r.refuse(st, RefusedBadRequest, proto.Errorf(proto.CodeBadRequest, "connect request: bad mode %s or target", m.Mode))
@@ -245,10 +266,15 @@ func (r *Runtime) serveConnect(ctx context.Context, s *session.Session, st *sess
 		r.refuse(st, RefusedNotAttached, proto.Errorf(proto.CodeNotFound,
 			"peer %s is not attached to this supernode, which can push, punch or relay only to its own leaves", m.Target.Short()))
 		return
-	case !r.allowAsker(asker, r.cfg.Now()):
+	case !r.allowAsker(key, now):
 		r.refuse(st, RefusedRateLimited, proto.Errorf(proto.CodeRateLimited,
 			"too many connect requests from %s (%.0f a second, burst %d); try later", asker.Short(), c.ConnectRate, c.ConnectBurst))
 		return
+	}
+	if ticketOK {
+		r.reach.mu.Lock()
+		r.reach.ticketed++
+		r.reach.mu.Unlock()
 	}
 	r.reach.mu.Lock()
 	r.reach.requests[m.Mode.String()]++

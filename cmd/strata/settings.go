@@ -48,7 +48,7 @@ var settings = []setting{
 	{"relay-total-rate", "8MB", "cap on the rate of all relay sessions of a supernode together (per second)"},
 	{"relay-session-bytes", "256MB", "bytes one relay session may carry before the supernode ends it, e.g. 64MB, 1GB"},
 	{"relay-hour-bytes", "10GB", "bytes a supernode relays in all in one hour; beyond it relay requests are refused"},
-	{"connect-rate", 1.0, "push, hole-punch and relay requests per second a supernode takes from one leaf (burst: 10)"},
+	{"connect-rate", 1.0, "push, hole-punch and relay requests per second a supernode takes from one leaf, or from one address for peers that are not its leaves (burst: 10)"},
 	{"check-in", time.Duration(0), "how often nodes check in for promotion (0: the bootstrap's default, 10s)"},
 	{"leaves-per-supernode", 0.0, "target leaves per supernode the promotion planner keeps (0: the default, 30; KaZaA ran about 100)"},
 	{"headroom", 0.0, "spare supernode capacity kept on top of the target ratio, e.g. 0.25 for 25% (0: the default, 0.25; negative: none)"},

@@ -61,6 +61,10 @@ func TestReachAbuse(t *testing.T) {
 	// A stranger may not have the supernode punch (or push, or relay) for it.
 	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPunch})
 	wantCode(t, "punch for a stranger", err, proto.CodeRefused)
+	// Nor with a ticket it made up (a real one comes in a search hit).
+	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPush,
+		Ticket: proto.Ticket{1, 2, 3}, Expires: time.Now().Add(time.Minute).Unix()})
+	wantCode(t, "push for a stranger with a forged ticket", err, proto.CodeRefused)
 
 	att, err := s.Open(ctx)
 	if err != nil {

@@ -89,8 +89,10 @@ func via(d transfer.DownloadStatus) string {
 
 // TestReachability downloads between peers that really cannot be dialled
 // (behind NAT routers that drop new inbound connections): push from a
-// NATed holder to a public downloader, hole punching between two NATed
-// peers, and relay through the supernode when one NAT is symmetric.
+// NATed holder to a public downloader on the holder's supernode; hole
+// punching between two NATed peers, and relay when one NAT is symmetric,
+// each with the downloader on another supernode than the holder's (it asks
+// the holder's supernode with the ticket of the search hit).
 func TestReachability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes in network namespaces")
@@ -99,8 +101,11 @@ func TestReachability(t *testing.T) {
 	bs := startIn(t, net.pub, "bootstrap", "bootstrap", "--listen", "10.99.1.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", t.TempDir(), "--log-format", "json", "--check-in", "300ms",
 		"--promotion-request-rate", "100", "--promotion-request-burst", "100")
-	sn := startIn(t, net.pub, "supernode", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
-		"--heartbeat", "250ms", "--relay-max-rate", "4MB")...)
+	// Supernode A takes the holder and the public peer, and is then full
+	// (two slots; every leaf keeps one supernode), so the NATed peers that
+	// come later attach to B.
+	snA := startIn(t, net.pub, "supernode-a", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
+		"--heartbeat", "250ms", "--relay-max-rate", "4MB", "--max-leaves", "2")...)
 
 	share := t.TempDir()
 	const size = 3 << 20
@@ -108,21 +113,29 @@ func TestReachability(t *testing.T) {
 	for i, name := range []string{"pushed", "punched", "relayed"} {
 		wants[name] = writeRandom(t, share, name+" file.bin", size, int64(10+i))
 	}
-	holder := startIn(t, net.priv1, "holder", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", "--share", share)...)
-	public := startIn(t, net.pub, "public", reachNode(t, bs.ready.QUIC, "10.99.1.1:0")...)
-	natted := startIn(t, net.priv2, "natted", reachNode(t, bs.ready.QUIC, "0.0.0.0:0")...)
-	symmetric := startIn(t, net.priv3, "symmetric", reachNode(t, bs.ready.QUIC, "0.0.0.0:0")...)
-	for _, p := range []*proc{holder, public, natted, symmetric} {
-		p.waitAttached()
+	one := []string{"--supernodes", "1"}
+	holder := startIn(t, net.priv1, "holder", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", append(one, "--share", share)...)...)
+	public := startIn(t, net.pub, "public", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", one...)...)
+	holder.waitAttached()
+	public.waitAttached()
+	snB := startIn(t, net.pub, "supernode-b", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
+		"--heartbeat", "250ms")...)
+	natted := startIn(t, net.priv2, "natted", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", one...)...)
+	symmetric := startIn(t, net.priv3, "symmetric", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", one...)...)
+	for _, p := range []*proc{natted, symmetric} {
+		eventually(t, 20*time.Second, p.name+" did not attach to supernode B", func() bool {
+			att := attachedTo(p.status())
+			return len(att) == 1 && att[snB.ready.PeerID]
+		})
 	}
 	// Detection: the dial-backs tell each node, and hits carry it.
 	holder.waitReach(proto.ReachUnreachable)
 	public.waitReach(proto.ReachPublic)
 	natted.waitReach(proto.ReachUnreachable)
 	symmetric.waitReach(proto.ReachUnreachable)
-	eventually(t, 10*time.Second, "hits do not say the holder is unreachable", func() bool {
-		h := hasHolder(public.search("pushed", time.Second), holder.ready.PeerID)
-		return h != nil && h.Holder.Reachable == proto.ReachUnreachable
+	eventually(t, 10*time.Second, "hits do not say the holder is unreachable, behind supernode A", func() bool {
+		h := hasHolder(natted.search("pushed", time.Second), holder.ready.PeerID)
+		return h != nil && h.Holder.Reachable == proto.ReachUnreachable && h.Via != nil && h.Via.Supernode.ID == snA.ready.PeerID
 	})
 
 	t.Run("push", func(t *testing.T) {
@@ -159,10 +172,19 @@ func TestReachability(t *testing.T) {
 		if err != nil || !strings.Contains(out, "relayed, limit 3.8 MiB/s") {
 			t.Errorf("strata downloads does not show the relay and its limit: %v\n%s", err, out)
 		}
-		if got := metric(t, sn, "strata_relayed_bytes_total"); got < size {
-			t.Errorf("supernode relayed %v bytes, want at least the file's %d", got, size)
+		if got := metric(t, snA, "strata_relayed_bytes_total"); got < size {
+			t.Errorf("the holder's supernode relayed %v bytes, want at least the file's %d", got, size)
 		}
 	})
+	// Punch and relay came from supernode B's leaves, with tickets.
+	if got := metric(t, snA, "strata_reach_ticket_requests_total"); got < 2 {
+		t.Errorf("supernode A served %v ticketed requests, want at least 2 (punch and relay from B's leaves)", got)
+	}
+	for _, p := range []*proc{natted, symmetric} {
+		if attachedTo(p.status())[snA.ready.PeerID] {
+			t.Errorf("%s attached to the holder's supernode: the test did not cross supernodes", p.name)
+		}
+	}
 }
 
 // metric reads one unlabelled (or the first labelled) sample of name from
