@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/strata-p2p/strata/internal/atomicfile"
 )
 
 // HistoryFile is the name of the session history in the node's state
@@ -189,42 +191,8 @@ func (h *History) Save() error {
 	if err != nil {
 		return fmt.Errorf("session history: %w", err)
 	}
-	if err := writeFileAtomic(dir, HistoryFile, b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, HistoryFile), b, 0o600); err != nil {
 		return fmt.Errorf("saving the session history in %s: %w; check the state directory is writable", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces dir/name with b: temporary file, fsync, rename,
-// fsync of the directory.
-func writeFileAtomic(dir, name string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	// Some filesystems (and Windows) cannot sync a directory; the rename has
-	// happened, so that is not worth failing the save for.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
@@ -181,23 +182,11 @@ func copyInto(src, dir string) (string, error) {
 		return "", err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(dir, ".strata-copy-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	return dst, os.Rename(tmp.Name(), dst)
+	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+	return dst, err
 }
 
 func newDownloadsCmd() *cobra.Command {

@@ -21,11 +21,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -280,7 +280,7 @@ func (c *Cache) Save() error {
 		var b []byte
 		b, err = json.Marshal(file{Version: fileVersion, Entries: raw, SHA256: hex.EncodeToString(sum[:])})
 		if err == nil {
-			err = writeAtomic(c.cfg.Path, b)
+			err = atomicfile.WriteFile(c.cfg.Path, b, 0o600)
 		}
 	}
 	if err != nil {
@@ -290,37 +290,4 @@ func (c *Cache) Save() error {
 		return fmt.Errorf("saving host cache %s: %w", c.cfg.Path, err)
 	}
 	return nil
-}
-
-// writeAtomic writes b to path so a crash leaves the old file or the new.
-func writeAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -43,8 +44,9 @@ const (
 	// maxCacheFile bounds the cache file read: 1 GiB holds the piece hashes
 	// of 8 TiB of shared files.
 	maxCacheFile = 1 << 30
-	// cacheTempPrefix starts the name of the temporary file of an atomic
-	// save; leftovers of a crash are removed by Open.
+	// cacheTempPrefix started the temporary files of saves before they went
+	// through atomicfile; leftovers of a crash (either name) are removed by
+	// Open.
 	cacheTempPrefix = CacheFile + ".tmp"
 )
 
@@ -214,32 +216,8 @@ func (d *cacheDecoder) record() *record {
 // saveCache writes recs to path atomically: a temporary file in the same
 // folder, fsynced, renamed over path, and the folder fsynced, so a crash
 // leaves either the old cache or the new one.
-func saveCache(path string, recs map[string]*record) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, cacheTempPrefix)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-
-	if err := encodeCache(f, recs); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+func saveCache(path string, recs map[string]*record) error {
+	return atomicfile.Write(path, 0o600, func(w io.Writer) error { return encodeCache(w, recs) })
 }
 
 // encodeCache writes recs in the cache format, checksum last.
@@ -297,21 +275,11 @@ func encodeCache(out io.Writer, recs map[string]*record) error {
 	return err
 }
 
-// syncDir fsyncs a folder so a rename in it survives a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // removeStaleTemps deletes temporary files left by a save that crashed.
 func removeStaleTemps(dir string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), cacheTempPrefix) && e.Type().IsRegular() {
+		if (strings.HasPrefix(e.Name(), cacheTempPrefix) || strings.HasPrefix(e.Name(), atomicfile.TempPrefix(CacheFile))) && e.Type().IsRegular() {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

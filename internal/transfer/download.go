@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -670,7 +671,7 @@ func (d *download) finish() error {
 	if err != nil {
 		return &fatalError{fmt.Errorf("moving the finished download into %s: %w", cfg.Dir, err)}
 	}
-	if err := syncDir(cfg.Dir); err != nil {
+	if err := atomicfile.SyncDir(cfg.Dir); err != nil {
 		d.log.Warn("fsync of the download folder failed", zap.String("dir", cfg.Dir), zap.Error(err))
 	}
 	if err := os.Remove(statePath(d.m.partialDir, d.cid)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -105,26 +106,7 @@ func statePath(dir string, cid proto.ContentID) string {
 // savePartial replaces the state file atomically: temp file, fsync,
 // rename, fsync of the folder. The caller has fsynced the part file first.
 func savePartial(dir string, p *partial) error {
-	f, err := os.CreateTemp(dir, p.cid.String()+stateSuffix+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(p.encode())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, statePath(dir, p.cid))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.WriteFile(statePath(dir, p.cid), p.encode(), 0o600)
 }
 
 // loadPartial reads one state file; files larger than any valid state are
@@ -152,13 +134,4 @@ func removeStaleTemps(dir string) {
 			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
