@@ -202,8 +202,16 @@ func TestPromotion(t *testing.T) {
 		})
 	})
 	if p := nodes["unreachable"]; p != nil {
-		ps := p.status()
-		if ps.Role != proto.RoleLeaf || ps.Promotion == nil || ps.Promotion.Reachable != proto.ReachUnreachable {
+		// The node hears the bootstrap's finding at its next check-in.
+		var ps node.Status
+		knows := func() bool {
+			ps = p.status()
+			return ps.Promotion != nil && ps.Promotion.Reachable == proto.ReachUnreachable
+		}
+		for end := time.Now().Add(10 * time.Second); !knows() && time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if ps.Role != proto.RoleLeaf || !knows() {
 			t.Errorf("the firewalled node: role %s, promotion %+v; want a leaf that knows it is unreachable", ps.Role, ps.Promotion)
 		}
 	} else {
