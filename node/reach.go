@@ -459,9 +459,23 @@ func (n *Node) requestConnect(ctx context.Context, p proto.PeerInfo, mode proto.
 func (n *Node) viaPush(ctx context.Context, p proto.PeerInfo) (*session.Session, error) {
 	rctx, cancel := context.WithTimeout(ctx, pushWait)
 	defer cancel()
-	_, inbound, stop, err := n.requestConnect(rctx, p, proto.ConnectPush)
-	if err != nil {
-		return nil, err
+	var inbound <-chan *session.Session
+	var stop func()
+	n.mu.Lock()
+	rt := n.sn
+	n.mu.Unlock()
+	if rt != nil { // a supernode downloading from a leaf of its own tells it itself
+		inbound, stop = n.awaitInbound(p.ID)
+		if err := rt.PushForSelf(p.ID, n.listenAddrs()[0]); err != nil {
+			stop()
+			inbound = nil
+		}
+	}
+	if inbound == nil {
+		var err error
+		if _, inbound, stop, err = n.requestConnect(rctx, p, proto.ConnectPush); err != nil {
+			return nil, err
+		}
 	}
 	defer stop()
 	select {

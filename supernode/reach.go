@@ -234,6 +234,24 @@ func (r *Runtime) serveReach(s *session.Session, st *session.Stream, m *proto.Re
 	st.Finish()
 }
 
+// PushForSelf asks one of our leaves to dial this supernode at addr (a
+// push): how a supernode downloads from a leaf of its own that cannot be
+// dialled (it is nobody's leaf, so it cannot ask a supernode). It returns a
+// not-found error when target is not our leaf.
+func (r *Runtime) PushForSelf(target proto.PeerID, addr string) error {
+	r.mu.Lock()
+	ls := r.leaves[target]
+	self := r.core.Info().ID
+	r.mu.Unlock()
+	if ls == nil {
+		return proto.Errorf(proto.CodeNotFound, "peer %s is not a leaf of this supernode", target.Short())
+	}
+	r.reach.mu.Lock()
+	r.reach.requests[proto.ConnectPush.String()]++
+	r.reach.mu.Unlock()
+	return ls.send(&proto.ConnectNotice{From: self, Mode: proto.ConnectPush, Addr: addr})
+}
+
 // serveConnect answers a peer that wants one of our leaves connected to
 // it: push and punch send the target a notice on its leaf session; relay
 // waits for the target to join, then carries both streams' bytes. The asker

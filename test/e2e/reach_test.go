@@ -89,7 +89,8 @@ func via(d transfer.DownloadStatus) string {
 
 // TestReachability downloads between peers that really cannot be dialled
 // (behind NAT routers that drop new inbound connections): push from a
-// NATed holder to a public downloader on the holder's supernode; hole
+// NATed holder to a public downloader on the holder's supernode, and to
+// that supernode itself; hole
 // punching between two NATed peers, and relay when one NAT is symmetric,
 // each with the downloader on another supernode than the holder's (it asks
 // the holder's supernode with the ticket of the search hit).
@@ -110,7 +111,7 @@ func TestReachability(t *testing.T) {
 	share := t.TempDir()
 	const size = 3 << 20
 	wants := map[string][32]byte{}
-	for i, name := range []string{"pushed", "punched", "relayed"} {
+	for i, name := range []string{"pushed", "punched", "relayed", "own"} {
 		wants[name] = writeRandom(t, share, name+" file.bin", size, int64(10+i))
 	}
 	one := []string{"--supernodes", "1"}
@@ -142,6 +143,13 @@ func TestReachability(t *testing.T) {
 		d := getIn(t, public, findCID(t, public, "pushed"), wants["pushed"])
 		if v := via(d); v != "push" {
 			t.Fatalf("the public peer reached the NATed holder via %q, want push: %+v", v, d.Sources)
+		}
+	})
+	t.Run("push for the holder's own supernode", func(t *testing.T) {
+		// A supernode is nobody's leaf: it tells its own leaf to dial it.
+		d := getIn(t, snA, findCID(t, snA, "own"), wants["own"])
+		if v := via(d); v != "push" {
+			t.Fatalf("supernode A reached its NATed leaf via %q, want push: %+v", v, d.Sources)
 		}
 	})
 	t.Run("punch", func(t *testing.T) {
