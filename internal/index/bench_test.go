@@ -136,3 +136,38 @@ func BenchmarkParseQuery(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkByContentID looks up the holders of one file (what a download
+// asks every supernode its query reaches) through the content ID chains,
+// beside the record scan it replaced, on the same index.
+func BenchmarkByContentID(b *testing.B) {
+	files := corpus.Generate(1, *benchFiles)
+	x := build(files)
+	scan := func(cid proto.ContentID, fn func(uint32, proto.FileEntry) bool) {
+		for p, page := range x.docs.pages {
+			for i := range page {
+				if d := &page[i]; d.flags&flagLive != 0 && d.cid == cid && !fn(d.owner, x.entry(uint32(p<<docPageShift+i))) {
+					return
+				}
+			}
+		}
+	}
+	for _, impl := range []string{"chains", "scan"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			found := 0
+			for i := 0; b.Loop(); i++ {
+				cid := files[(i*7919)%len(files)].ContentID
+				visit := func(uint32, proto.FileEntry) bool { found++; return true }
+				if impl == "chains" {
+					x.ByContentID(cid, 0, visit)
+				} else {
+					scan(cid, visit)
+				}
+			}
+			if found < b.N {
+				b.Fatalf("found %d holders in %d lookups of present files", found, b.N)
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/lookup")
+		})
+	}
+}

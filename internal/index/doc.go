@@ -51,9 +51,13 @@
 // batches the work for a departing leaf so that each affected posting list
 // is rewritten once.
 //
+// The holders of one content ID (a download's "who has this file?") are
+// found through a table of per-content-ID chains (bycid.go), not a scan.
+//
 // At one million synthetic files (package corpus) on a 2-core machine the
-// index holds about 125 bytes per file beyond the text, builds at about
-// 350,000 files a second, answers two-word queries capped at 100 results at
+// index holds about 141 bytes per file beyond the text (16 of them for the
+// content-ID chains), builds at about 300,000 files a second, finds a
+// content ID's holders in about 3 µs (a scan of the records took 4.7 ms), answers two-word queries capped at 100 results at
 // about 70,000 a second on one core with a p99 near 60 µs, and drops a leaf
 // of 5,000 files in about 16 ms; see bench/bleve for the comparison with
 // bleve.

@@ -78,6 +78,8 @@ type Index struct {
 	slots []uint32
 	seed  maphash.Seed
 
+	cids cidChains // files by content ID (bycid.go)
+
 	touched byte // see Search; kept so the compiler keeps the loads
 
 	// Scratch buffers, reused between calls.
@@ -92,10 +94,10 @@ func New() *Index {
 	return &Index{
 		wide:   make(map[DocID]wideAttrs),
 		owners: make(map[uint32][]DocID),
-		slots:  make([]uint32, 64),
-		seed:   seed,
-		dict:   newDictionary(seed),
-		tok:    newTokenizer(MinWordLen),
+		slots:  make([]uint32, 64), cids: newCIDChains(),
+		seed: seed,
+		dict: newDictionary(seed),
+		tok:  newTokenizer(MinWordLen),
 	}
 }
 
@@ -156,6 +158,7 @@ func (x *Index) Add(owner uint32, e *proto.FileEntry) (DocID, bool) {
 	if x.n*4 > len(x.slots)*3 {
 		x.rehash(2 * len(x.slots))
 	}
+	x.cidAdd(id)
 	x.owners[owner] = append(growCap(x.owners[owner]), id)
 
 	space := x.docs.n
@@ -179,6 +182,7 @@ func (x *Index) Remove(owner uint32, cid proto.ContentID, name string) bool {
 		x.removePostings(t, one[:], space)
 	}
 	x.deleteSlot(slot)
+	x.cidRemove(id)
 	docs := x.owners[owner]
 	i := slices.Index(docs, id)
 	docs[i] = docs[len(docs)-1]
@@ -213,6 +217,7 @@ func (x *Index) RemoveOwner(owner uint32) int {
 		d := x.docs.at(uint32(id))
 		slot, _, _ := x.lookup(uint64(d.hash), owner, &d.cid, string(x.name(id)))
 		x.deleteSlot(slot)
+		x.cidRemove(id)
 	}
 	slices.Sort(pairs)
 	space := x.docs.n
@@ -255,7 +260,7 @@ func (x *Index) Bytes() int {
 	)
 	b := x.docs.bytes() + len(x.wide)*(mapEntry+16) + cap(x.free)*4 +
 		x.text.bytes() + x.dict.bytes() +
-		cap(x.slots)*4 + cap(x.tids)*4 + cap(x.pairs)*8 +
+		cap(x.slots)*4 + x.cids.bytes() + cap(x.tids)*4 + cap(x.pairs)*8 +
 		cap(x.tok.buf) + cap(x.tok.ends)*4
 	for _, docs := range x.owners {
 		b += mapEntry + sliceHeader + cap(docs)*4
