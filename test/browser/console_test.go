@@ -14,9 +14,9 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/strata-p2p/strata/internal/mediagen"
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // network is a bootstrap server, one supernode and two leaves: the holder

@@ -20,7 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/strata-p2p/strata/internal/proctest"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 func TestMain(m *testing.M) {

@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // trySearch is search without failing the test: it reports the hits or

@@ -14,9 +14,9 @@ import (
 
 	"github.com/strata-p2p/strata/internal/mediagen"
 	"github.com/strata-p2p/strata/internal/netns"
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 func TestMain(m *testing.M) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-p2p/strata/internal/proctest"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // TestLeafLeavesGracefully: a leaf stopped with SIGTERM says goodbye, so its

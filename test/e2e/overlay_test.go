@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // TestOverlay: a bootstrap, three supernodes and six leaves on loopback. A

@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/bootstrap"
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // promotionFlags are the short intervals the promotion test runs with (the

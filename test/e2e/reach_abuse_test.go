@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/identity"
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transport/quicnet"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 func wantCode(t *testing.T, what string, err error, code proto.ErrorCode) {

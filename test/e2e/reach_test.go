@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/internal/netns"
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // reachNet is a small internet in network namespaces: "pub" holds the

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-p2p/strata/internal/proctest"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // writeRandom writes n pseudo-random bytes to dir/name and returns its hash.
