@@ -16,6 +16,7 @@ import (
 	"github.com/strata-p2p/strata/internal/mediagen"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // network is a bootstrap server, one supernode and two leaves: the holder
@@ -42,20 +43,20 @@ func startNetwork(t *testing.T) *network {
 	getterDir := t.TempDir()
 	writeMP3(t, getterDir, "Getter - own song.mp3", 128)
 
-	n.bs = start(t, "bootstrap", bootstrapArgs(t)...)
-	n.sn = start(t, "supernode", nodeArgs(t, n.bs.ready.QUIC, "--role", "supernode")...)
-	n.holder = start(t, "holder", nodeArgs(t, n.bs.ready.QUIC, "--role", "leaf", "--share", n.holderDir, "--max-upload-rate", "2MB")...)
-	n.getter = start(t, "getter", nodeArgs(t, n.bs.ready.QUIC, "--role", "leaf", "--share", getterDir)...)
+	n.bs = start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	n.sn = start(t, "supernode", proctest.NodeArgs(t, n.bs.Ready.QUIC, "--role", "supernode")...)
+	n.holder = start(t, "holder", proctest.NodeArgs(t, n.bs.Ready.QUIC, "--role", "leaf", "--share", n.holderDir, "--max-upload-rate", "2MB")...)
+	n.getter = start(t, "getter", proctest.NodeArgs(t, n.bs.Ready.QUIC, "--role", "leaf", "--share", getterDir)...)
 	for _, p := range []*proc{n.holder, n.getter} {
-		eventually(t, 15*time.Second, p.name+" did not attach to the supernode", func() bool {
+		proctest.Eventually(t, 15*time.Second, p.Name+" did not attach to the supernode", func() bool {
 			var st node.Status
-			p.getJSON("/v1/status", &st)
+			p.GetJSON("/v1/status", &st)
 			return st.Attached != nil
 		})
 	}
-	eventually(t, 15*time.Second, "the supernode did not index the holder's four files", func() bool {
+	proctest.Eventually(t, 15*time.Second, "the supernode did not index the holder's four files", func() bool {
 		var st node.Status
-		n.sn.getJSON("/v1/status", &st)
+		n.sn.GetJSON("/v1/status", &st)
 		return st.Supernode != nil && st.Supernode.IndexFiles >= 5
 	})
 	return n
@@ -124,7 +125,7 @@ func search(t *testing.T, tb *tab, words, bitrate, sizeMin, typ string) (query s
 func testSearch(t *testing.T, b *browser, n *network) {
 	tb := b.open(t, n.getter.url())
 	tb.waitJS(10*time.Second, "the page did not show the node's peer ID",
-		`document.getElementById("peer-id").textContent === "`+n.getter.ready.PeerID.String()+`"`)
+		`document.getElementById("peer-id").textContent === "`+n.getter.Ready.PeerID.String()+`"`)
 
 	for _, tc := range []struct {
 		bitrate, sizeMin, typ string
@@ -214,7 +215,7 @@ func testDownload(t *testing.T, b *browser, n *network) {
 	tb.screenshot("node-download-done")
 
 	var list []transfer.DownloadStatus
-	n.getter.getJSON("/v1/downloads", &list)
+	n.getter.GetJSON("/v1/downloads", &list)
 	if len(list) != 1 || list[0].State != transfer.StateDone || list[0].Path == "" {
 		t.Fatalf("downloads on the getter: %+v", list)
 	}
@@ -268,7 +269,7 @@ func testNetworkMap(t *testing.T, b *browser, n *network) {
 	if topology {
 		// The leaves are named: they are the two leaf nodes.
 		peers := eval[[]string](tb, `[...document.querySelectorAll('#map [data-kind="leaf"]')].map(e => e.dataset.peer).sort()`)
-		want := []string{n.holder.ready.PeerID.String(), n.getter.ready.PeerID.String()}
+		want := []string{n.holder.Ready.PeerID.String(), n.getter.Ready.PeerID.String()}
 		slices.Sort(want)
 		if !slices.Equal(peers, want) {
 			t.Errorf("leaves on the map %q, want %q", peers, want)
@@ -282,7 +283,7 @@ func testNetworkMap(t *testing.T, b *browser, n *network) {
 
 	// A second supernode registers: it appears, highlighted, linked to the
 	// first when the topology is known.
-	sn2 := start(t, "supernode2", nodeArgs(t, n.bs.ready.QUIC, "--role", "supernode")...)
+	sn2 := start(t, "supernode2", proctest.NodeArgs(t, n.bs.Ready.QUIC, "--role", "supernode")...)
 	want := `document.querySelectorAll('#map [data-kind="supernode"]').length === 2 && document.querySelectorAll("#map g.fresh").length === 1`
 	if topology {
 		want += ` && document.querySelectorAll('#map [data-kind="link"]').length === 1`
@@ -304,7 +305,7 @@ func testNetworkMap(t *testing.T, b *browser, n *network) {
 
 	// It stops: it expires from the bootstrap server (3.5 s without a
 	// heartbeat) and is shown going, then gone.
-	sn2.stop()
+	sn2.Stop()
 	tb.waitJS(20*time.Second, "the stopped supernode is not shown expiring",
 		`document.querySelectorAll('#map [data-kind="expired"]').length === 1 &&
 		 document.getElementById("changes").textContent.includes("expired/demoted")`)

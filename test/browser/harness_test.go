@@ -8,190 +8,54 @@
 package browser
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/strata-p2p/strata/node"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
-
-var binary string
 
 func TestMain(m *testing.M) {
 	if os.Getenv("STRATA_SKIP_BROWSER") == "1" {
 		// The tests skip themselves; don't build for nothing.
 		os.Exit(m.Run())
 	}
-	dir, err := os.MkdirTemp("", "strata-browser-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "strata")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/strata-p2p/strata/cmd/strata")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building strata:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	proctest.Main(m, true)
 }
 
 // ---- processes ----------------------------------------------------------
 
-// proc is a running strata process.
-type proc struct {
-	t     *testing.T
-	name  string
-	cmd   *exec.Cmd
-	ready node.Ready
-	logs  *syncBuffer
-	done  chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// proc is a running strata process, with this package's helpers.
+type proc struct{ *proctest.Proc }
 
 // start runs `strata args...` and waits for its ready line.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Stderr = p.logs
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	readyc := make(chan node.Ready, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var r node.Ready
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Event == "ready" {
-				readyc <- r
-			}
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if strings.Contains(p.logs.String(), "WARNING: DATA RACE") {
-			t.Errorf("%s reported a data race", p.name)
-		}
-		if strings.Contains(p.logs.String(), "panic:") {
-			t.Errorf("%s panicked", p.name)
-		}
-		if t.Failed() {
-			t.Logf("---- logs of %s ----\n%s", p.name, p.logs.String())
-		}
-	})
-	select {
-	case p.ready = <-readyc:
-	case <-p.done:
-		t.Fatalf("%s exited before it was ready:\n%s", name, p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s not ready after 60 s:\n%s", name, p.logs.String())
-	}
-	return p
+	return &proc{proctest.Start(t, name, args...)}
 }
 
-// stop sends SIGTERM and waits (SIGKILL after 10 s).
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) url() string { return "http://" + p.ready.API + "/" }
-
-func (p *proc) getJSON(path string, v any) {
-	p.t.Helper()
-	resp, err := http.Get("http://" + p.ready.API + path)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", p.name, path, err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		p.t.Fatalf("%s %s: %v", p.name, path, err)
-	}
-}
+func (p *proc) url() string { return "http://" + p.Ready.API + "/" }
 
 // requireConsole fails the test at once if p's API does not serve a page
 // at / (the console handler is not mounted).
 func (p *proc) requireConsole(mount string) {
-	p.t.Helper()
+	p.T.Helper()
 	resp, err := http.Get(p.url())
 	if err != nil {
-		p.t.Fatalf("%s: GET /: %v", p.name, err)
+		p.T.Fatalf("%s: GET /: %v", p.Name, err)
 	}
 	resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/html") {
-		p.t.Fatalf("%s serves no console at %s (%s, %s): mount %s on its API", p.name, p.url(), resp.Status, ct, mount)
+		p.T.Fatalf("%s serves no console at %s (%s, %s): mount %s on its API", p.Name, p.url(), resp.Status, ct, mount)
 	}
-}
-
-// eventually polls cond every 50 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func bootstrapArgs(t *testing.T) []string {
-	return []string{"bootstrap", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state-dir", t.TempDir(), "--log-format", "json"}
-}
-
-func nodeArgs(t *testing.T, bs string, extra ...string) []string {
-	args := []string{"node", "--bootstrap", bs, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
-		"--state-dir", t.TempDir(), "--downloads", t.TempDir(), "--rescan", "200ms", "--heartbeat", "250ms",
-		"--log-format", "json"}
-	return append(args, extra...)
 }
 
 // ---- browser ------------------------------------------------------------

@@ -19,12 +19,13 @@ import (
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // trySearch is search without failing the test: it reports the hits or
 // what went wrong (an HTTP error, or an error on the done line).
 func (p *proc) trySearch(q string, max int, timeout time.Duration) ([]proto.Hit, error) {
-	u := "http://" + p.ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()},
+	u := "http://" + p.Ready.API + "/v1/search?" + url.Values{"q": {q}, "timeout": {timeout.String()},
 		"max": {strconv.Itoa(max)}}.Encode()
 	resp, err := http.Get(u)
 	if err != nil {
@@ -76,7 +77,7 @@ func eventTime(st node.Status, since time.Time, what string) time.Time {
 // hasTwoWithout reports whether p is attached to two supernodes, none of
 // them gone.
 func hasTwoWithout(p *proc, gone proto.PeerID) bool {
-	att := attachedTo(p.status())
+	att := attachedTo(p.Status())
 	return len(att) == 2 && !att[gone]
 }
 
@@ -85,7 +86,7 @@ func bootstrapSupernodes(p *proc) int {
 	var st struct {
 		Supernodes []json.RawMessage `json:"supernodes"`
 	}
-	p.getJSON("/v1/status", &st)
+	p.GetJSON("/v1/status", &st)
 	return len(st.Supernodes)
 }
 
@@ -114,16 +115,16 @@ func TestSupernodeFailover(t *testing.T) {
 		t.Skip("starts many processes")
 	}
 	leaves := failoverLeaves(t)
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	bsAddr := bs.ready.QUIC
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	bsAddr := bs.Ready.QUIC
 	snArgs := func() []string {
-		return nodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", strconv.Itoa(leaves+10))
+		return proctest.NodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", strconv.Itoa(leaves+10))
 	}
 	// The victim and a survivor first: every leaf attaches to both.
 	victim := start(t, "sn-victim", snArgs()...)
 	survivor := start(t, "sn-survivor", snArgs()...)
-	eventually(t, 15*time.Second, "the two supernodes did not link", func() bool {
-		return len(victim.status().Supernode.Neighbours) == 1
+	proctest.Eventually(t, 15*time.Second, "the two supernodes did not link", func() bool {
+		return len(victim.Status().Supernode.Neighbours) == 1
 	})
 	var ls []*proc
 	var mu sync.Mutex
@@ -137,7 +138,7 @@ func TestSupernodeFailover(t *testing.T) {
 			defer func() { <-gate }()
 			share := t.TempDir()
 			writeMP3(t, share, fmt.Sprintf("failword%d tune.mp3", i), "Failover", fmt.Sprintf("Tune %d", i))
-			p := start(t, fmt.Sprintf("leaf%d", i), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2", "--share", share)...)
+			p := start(t, fmt.Sprintf("leaf%d", i), proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2", "--share", share)...)
 			mu.Lock()
 			ls = append(ls, p)
 			mu.Unlock()
@@ -145,27 +146,27 @@ func TestSupernodeFailover(t *testing.T) {
 	}
 	wg.Wait()
 	for _, p := range ls {
-		eventually(t, 30*time.Second, p.name+" did not attach to both supernodes", func() bool {
-			return len(p.status().Attachments) == 2
+		proctest.Eventually(t, 30*time.Second, p.Name+" did not attach to both supernodes", func() bool {
+			return len(p.Status().Attachments) == 2
 		})
 	}
-	eventually(t, 15*time.Second, "the victim did not index every leaf's file", func() bool {
-		s := victim.status().Supernode
+	proctest.Eventually(t, 15*time.Second, "the victim did not index every leaf's file", func() bool {
+		s := victim.Status().Supernode
 		return len(s.Leaves) == leaves && s.IndexFiles == leaves
 	})
 	// A third supernode with room, for the leaves to move to.
 	spare := start(t, "sn-spare", snArgs()...)
-	eventually(t, 15*time.Second, "the bootstrap does not list the spare supernode", func() bool {
+	proctest.Eventually(t, 15*time.Second, "the bootstrap does not list the spare supernode", func() bool {
 		return bootstrapSupernodes(bs) == 3
 	})
 	// Linked to both, so a search the leaves send it floods to the survivor.
-	eventually(t, 15*time.Second, "the spare supernode did not link to the other two", func() bool {
-		return len(spare.status().Supernode.Neighbours) == 2
+	proctest.Eventually(t, 15*time.Second, "the spare supernode did not link to the other two", func() bool {
+		return len(spare.Status().Supernode.Neighbours) == 2
 	})
 	words := map[*proc]string{}
 	for _, p := range ls {
 		var files []proto.FileEntry
-		p.getJSON("/v1/shares", &files)
+		p.GetJSON("/v1/shares", &files)
 		words[p] = strings.Fields(files[0].Name)[0]
 	}
 
@@ -195,11 +196,11 @@ func TestSupernodeFailover(t *testing.T) {
 				}
 				at := time.Now()
 				hits, err := asker.trySearch(words[holder], 1, 4*time.Second)
-				if err == nil && hasHolder(hits, holder.ready.PeerID) == nil {
-					err = fmt.Errorf("no hit from %s (%d hits)", holder.name, len(hits))
+				if err == nil && hasHolder(hits, holder.Ready.PeerID) == nil {
+					err = fmt.Errorf("no hit from %s (%d hits)", holder.Name, len(hits))
 				}
 				if err != nil {
-					err = fmt.Errorf("%s searching %q: %w", asker.name, words[holder], err)
+					err = fmt.Errorf("%s searching %q: %w", asker.Name, words[holder], err)
 				}
 				omu.Lock()
 				outcomes = append(outcomes, outcome{at, err})
@@ -218,18 +219,18 @@ func TestSupernodeFailover(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 20*time.Second, "searches did not run before the kill", func() bool {
+	proctest.Eventually(t, 20*time.Second, "searches did not run before the kill", func() bool {
 		return count(time.Time{}) >= 2*searchers
 	})
 	killedAt := time.Now()
-	victim.kill()
-	gone := victim.ready.PeerID
+	victim.Kill()
+	gone := victim.Ready.PeerID
 	var worst, worstDetect time.Duration
 	var took []time.Duration
 	for _, p := range ls {
 		var st node.Status
-		eventually(t, 15*time.Second, p.name+" did not get two supernodes again", func() bool {
-			st = p.status()
+		proctest.Eventually(t, 15*time.Second, p.Name+" did not get two supernodes again", func() bool {
+			st = p.Status()
 			att := attachedTo(st)
 			return len(att) == 2 && !att[gone]
 		})
@@ -242,17 +243,17 @@ func TestSupernodeFailover(t *testing.T) {
 			}
 		}
 		if detached.IsZero() || attached.IsZero() {
-			t.Fatalf("%s has no detach or attach event after the kill: %+v", p.name, st.Events)
+			t.Fatalf("%s has no detach or attach event after the kill: %+v", p.Name, st.Events)
 		}
 		worst, worstDetect = max(worst, attached.Sub(killedAt)), max(worstDetect, detached.Sub(killedAt))
 		took = append(took, attached.Sub(killedAt))
 		if attached.Sub(killedAt) > 5*time.Second {
-			t.Logf("%s took %v; its events: %+v", p.name, attached.Sub(killedAt), st.Events)
+			t.Logf("%s took %v; its events: %+v", p.Name, attached.Sub(killedAt), st.Events)
 		}
 	}
 	slices.Sort(took)
 	recovered := time.Now()
-	eventually(t, 20*time.Second, "searches did not run after the recovery", func() bool {
+	proctest.Eventually(t, 20*time.Second, "searches did not run after the recovery", func() bool {
 		return count(recovered) >= 2*searchers
 	})
 	close(stop)
@@ -274,10 +275,10 @@ func TestSupernodeFailover(t *testing.T) {
 	var retried uint64
 	shed := 0
 	for _, p := range ls[:searchers] {
-		retried += p.status().SearchRetries
+		retried += p.Status().SearchRetries
 	}
 	for _, p := range ls {
-		shed += strings.Count(p.logs.String(), "keeping the healthiest")
+		shed += strings.Count(p.Logs(), "keeping the healthiest")
 	}
 	t.Logf("FIGURE: %d leaves on the killed supernode: all had two supernodes again %v after kill -9 (median %v) "+
 		"(the last noticed the loss after %v); %d searches before the kill, %d during and after, %d failed, "+
@@ -291,16 +292,16 @@ func TestSupernodeFailover(t *testing.T) {
 	if worst > 10*time.Second {
 		t.Errorf("leaves took %v to get two supernodes again", worst)
 	}
-	if n := len(spare.status().Supernode.Leaves); n != leaves {
+	if n := len(spare.Status().Supernode.Leaves); n != leaves {
 		t.Errorf("the spare supernode has %d leaves, want all %d", n, leaves)
 	}
-	if n := len(survivor.status().Supernode.Leaves); n != leaves {
+	if n := len(survivor.Status().Supernode.Leaves); n != leaves {
 		t.Errorf("the survivor has %d leaves, want all %d", n, leaves)
 	}
 	// strata status lists both supernodes.
-	out, err := cli(t, "status", "--api", ls[0].ready.API)
-	if err != nil || !strings.Contains(out, "2 of 2 attached") || !strings.Contains(out, survivor.ready.PeerID.String()) ||
-		!strings.Contains(out, spare.ready.PeerID.String()) {
+	out, err := proctest.CLI(t, "status", "--api", ls[0].Ready.API)
+	if err != nil || !strings.Contains(out, "2 of 2 attached") || !strings.Contains(out, survivor.Ready.PeerID.String()) ||
+		!strings.Contains(out, spare.Ready.PeerID.String()) {
 		t.Errorf("strata status on a leaf: %v\n%s", err, out)
 	}
 }
@@ -312,65 +313,65 @@ func TestRejoinThroughHostCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	bsAddr := bs.ready.QUIC
-	sn1 := start(t, "sn1", nodeArgs(t, bsAddr, "--role", "supernode")...)
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	bsAddr := bs.Ready.QUIC
+	sn1 := start(t, "sn1", proctest.NodeArgs(t, bsAddr, "--role", "supernode")...)
 	sn2State := t.TempDir()
 	sn2Args := []string{"node", "--bootstrap", bsAddr, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", sn2State, "--downloads", t.TempDir(), "--role", "supernode", "--heartbeat", "250ms", "--log-format", "json"}
 	sn2 := start(t, "sn2", sn2Args...)
-	eventually(t, 15*time.Second, "the supernodes did not link", func() bool {
-		return len(sn2.status().Supernode.Neighbours) == 1
+	proctest.Eventually(t, 15*time.Second, "the supernodes did not link", func() bool {
+		return len(sn2.Status().Supernode.Neighbours) == 1
 	})
 	share := t.TempDir()
 	writeMP3(t, share, "cachedword song.mp3", "Cache", "Cached song")
-	holder := start(t, "holder", nodeArgs(t, bsAddr, "--role", "leaf", "--share", share)...)
+	holder := start(t, "holder", proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--share", share)...)
 
 	state, dl := t.TempDir(), t.TempDir()
 	args := []string{"node", "--bootstrap", bsAddr, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", state, "--downloads", dl, "--role", "leaf", "--supernodes", "2", "--log-format", "json"}
 	leaf := start(t, "leaf", args...)
 	for _, p := range []*proc{holder, leaf} {
-		eventually(t, 15*time.Second, p.name+" did not attach to both supernodes", func() bool {
-			st := p.status()
+		proctest.Eventually(t, 15*time.Second, p.Name+" did not attach to both supernodes", func() bool {
+			st := p.Status()
 			return len(st.Attachments) == 2 && st.HostCache >= 2
 		})
 	}
-	if hasHolder(leaf.search("cachedword", 2*time.Second), holder.ready.PeerID) == nil {
+	if hasHolder(leaf.search("cachedword", 2*time.Second), holder.Ready.PeerID) == nil {
 		t.Fatal("search failed with the bootstrap up")
 	}
-	leaf.stop() // SIGTERM: the cache is saved
+	leaf.Stop() // SIGTERM: the cache is saved
 	if _, err := os.Stat(filepath.Join(state, "hostcache")); err != nil {
 		t.Fatalf("no host cache saved: %v", err)
 	}
-	eventually(t, 10*time.Second, "sn2 has not saved its host cache", func() bool {
+	proctest.Eventually(t, 10*time.Second, "sn2 has not saved its host cache", func() bool {
 		_, err := os.Stat(filepath.Join(sn2State, "hostcache"))
 		return err == nil
 	})
-	bs.kill()
+	bs.Kill()
 
 	leaf2 := start(t, "leaf-restarted", args...)
-	took := eventually(t, 15*time.Second, "restarted leaf did not attach through its host cache", func() bool {
-		return len(leaf2.status().Attachments) == 2
+	took := proctest.Eventually(t, 15*time.Second, "restarted leaf did not attach through its host cache", func() bool {
+		return len(leaf2.Status().Attachments) == 2
 	})
 	t.Logf("FIGURE: bootstrap down: restarted leaf attached to two supernodes from its host cache %v after it was ready", took.Round(time.Millisecond))
 	var hits []proto.Hit
-	eventually(t, 10*time.Second, "search after rejoining through the host cache found nothing", func() bool {
+	proctest.Eventually(t, 10*time.Second, "search after rejoining through the host cache found nothing", func() bool {
 		var err error
 		hits, err = leaf2.trySearch("cachedword", 10, 2*time.Second)
-		return err == nil && hasHolder(hits, holder.ready.PeerID) != nil
+		return err == nil && hasHolder(hits, holder.Ready.PeerID) != nil
 	})
-	if !strings.Contains(leaf2.logs.String(), "host cache loaded") {
+	if !strings.Contains(leaf2.Logs(), "host cache loaded") {
 		t.Error("restarted leaf did not log loading its host cache")
 	}
 
 	// A supernode restarted (on a new port) while the bootstrap is down
 	// links to the mesh through its own host cache.
-	sn2.kill()
+	sn2.Kill()
 	sn2b := start(t, "sn2-restarted", sn2Args...)
-	took = eventually(t, 20*time.Second, "restarted supernode found no mesh neighbour without a bootstrap", func() bool {
-		nbs := sn2b.status().Supernode.Neighbours
-		return len(nbs) == 1 && nbs[0].ID == sn1.ready.PeerID
+	took = proctest.Eventually(t, 20*time.Second, "restarted supernode found no mesh neighbour without a bootstrap", func() bool {
+		nbs := sn2b.Status().Supernode.Neighbours
+		return len(nbs) == 1 && nbs[0].ID == sn1.Ready.PeerID
 	})
 	t.Logf("FIGURE: bootstrap down: restarted supernode linked to the mesh from its host cache %v after it was ready", took.Round(time.Millisecond))
 }
@@ -384,28 +385,28 @@ func TestTwoBootstraps(t *testing.T) {
 	}
 	b1State := t.TempDir()
 	b1 := start(t, "bootstrap1", "bootstrap", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state-dir", b1State, "--log-format", "json")
-	b2 := start(t, "bootstrap2", bootstrapArgs(t)...)
-	both := b1.ready.QUIC + "," + b2.ready.QUIC
+	b2 := start(t, "bootstrap2", proctest.BootstrapArgs(t)...)
+	both := b1.Ready.QUIC + "," + b2.Ready.QUIC
 	for i := range 2 {
-		start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, both, "--role", "supernode")...)
+		start(t, fmt.Sprintf("sn%d", i+1), proctest.NodeArgs(t, both, "--role", "supernode")...)
 	}
 	for _, b := range []*proc{b1, b2} {
-		eventually(t, 15*time.Second, b.name+" does not list both supernodes", func() bool {
+		proctest.Eventually(t, 15*time.Second, b.Name+" does not list both supernodes", func() bool {
 			return bootstrapSupernodes(b) == 2
 		})
 	}
-	b1.kill()
+	b1.Kill()
 	// The dead server is first in the list: the leaf must move on to the other.
-	leaf := start(t, "leaf", nodeArgs(t, both, "--role", "leaf", "--supernodes", "2")...)
-	took := eventually(t, 20*time.Second, "leaf did not join with one bootstrap server down", func() bool {
-		return len(leaf.status().Attachments) == 2
+	leaf := start(t, "leaf", proctest.NodeArgs(t, both, "--role", "leaf", "--supernodes", "2")...)
+	took := proctest.Eventually(t, 20*time.Second, "leaf did not join with one bootstrap server down", func() bool {
+		return len(leaf.Status().Attachments) == 2
 	})
 	t.Logf("leaf attached to two supernodes %v after it was ready, with the first bootstrap server down", took.Round(time.Millisecond))
 
-	_, port, _ := net.SplitHostPort(b1.ready.QUIC)
+	_, port, _ := net.SplitHostPort(b1.Ready.QUIC)
 	b1r := start(t, "bootstrap1-restarted", "bootstrap", "--listen", "127.0.0.1:"+port, "--api", "127.0.0.1:0",
 		"--state-dir", b1State, "--log-format", "json")
-	took = eventually(t, 20*time.Second, "restarted bootstrap server did not relearn the supernodes", func() bool {
+	took = proctest.Eventually(t, 20*time.Second, "restarted bootstrap server did not relearn the supernodes", func() bool {
 		return bootstrapSupernodes(b1r) == 2
 	})
 	t.Logf("FIGURE: restarted bootstrap server listed both supernodes again %v after it was ready (heartbeats back off up to 8 s from a failing server)", took.Round(time.Millisecond))
@@ -417,11 +418,11 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	bsAddr := bs.ready.QUIC
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	bsAddr := bs.Ready.QUIC
 	var sns []*proc
 	for i := range 3 {
-		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bsAddr, "--role", "supernode")...))
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "supernode")...))
 	}
 	const size = 12 << 20
 	dirs := []string{t.TempDir(), t.TempDir()}
@@ -430,21 +431,21 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 	var holders []*proc
 	for i, d := range dirs {
 		holders = append(holders, start(t, fmt.Sprintf("holder%d", i+1),
-			nodeArgs(t, bsAddr, "--role", "leaf", "--share", d, "--max-upload-rate", "1MB")...))
+			proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--share", d, "--max-upload-rate", "1MB")...))
 	}
-	getter := start(t, "getter", nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
+	getter := start(t, "getter", proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
 	for _, p := range append(holders, getter) {
-		eventually(t, 15*time.Second, p.name+" did not attach to two supernodes", func() bool {
-			return len(p.status().Attachments) == 2
+		proctest.Eventually(t, 15*time.Second, p.Name+" did not attach to two supernodes", func() bool {
+			return len(p.Status().Attachments) == 2
 		})
 	}
-	eventually(t, 15*time.Second, "both holders not found", func() bool {
+	proctest.Eventually(t, 15*time.Second, "both holders not found", func() bool {
 		return len(getter.search("failover movie", time.Second)) == 2
 	})
 	cid := findCID(t, getter, "movie")
 	startDownload(t, getter, cid, "failover movie.bin")
 	progress := func(frac float64, what string) {
-		eventually(t, 60*time.Second, "download did not get "+what, func() bool {
+		proctest.Eventually(t, 60*time.Second, "download did not get "+what, func() bool {
 			l := downloads(t, getter)
 			if len(l) == 1 && l[0].State == transfer.StateFailed {
 				t.Fatalf("download failed: %+v", l[0])
@@ -453,16 +454,16 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 		})
 	}
 	progress(0.2, "a fifth of the way")
-	primary := getter.status().Attached.Supernode.ID
+	primary := getter.Status().Attached.Supernode.ID
 	for _, sn := range sns {
-		if sn.ready.PeerID == primary {
-			sn.kill()
+		if sn.Ready.PeerID == primary {
+			sn.Kill()
 		}
 	}
 	progress(0.5, "half way after its supernode was killed")
-	holders[0].kill()
+	holders[0].Kill()
 	var final transfer.DownloadStatus
-	eventually(t, 60*time.Second, "download did not finish after losing its supernode and a source", func() bool {
+	proctest.Eventually(t, 60*time.Second, "download did not finish after losing its supernode and a source", func() bool {
 		l := downloads(t, getter)
 		if len(l) == 1 && l[0].State == transfer.StateFailed {
 			t.Fatalf("download failed: %+v", l[0])
@@ -476,7 +477,7 @@ func TestDownloadSurvivesFailover(t *testing.T) {
 	if fileHash(t, final.Path) != want {
 		t.Fatal("downloaded file does not match the original")
 	}
-	eventually(t, 15*time.Second, "getter did not get two supernodes again", func() bool {
+	proctest.Eventually(t, 15*time.Second, "getter did not get two supernodes again", func() bool {
 		return hasTwoWithout(getter, primary)
 	})
 }
@@ -488,43 +489,43 @@ func TestSupernodeShutdownHandsOff(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
 	var sns []*proc
 	for i := range 3 {
-		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "supernode")...))
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "supernode")...))
 	}
 	var ls []*proc
 	for i := range 3 {
-		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--supernodes", "2")...))
+		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf", "--supernodes", "2")...))
 	}
 	for _, p := range ls {
-		eventually(t, 15*time.Second, p.name+" did not attach to two supernodes", func() bool {
-			return len(p.status().Attachments) == 2
+		proctest.Eventually(t, 15*time.Second, p.Name+" did not attach to two supernodes", func() bool {
+			return len(p.Status().Attachments) == 2
 		})
 	}
 	victim := sns[0]
 	var moved []*proc
 	for _, p := range ls {
-		if attachedTo(p.status())[victim.ready.PeerID] {
+		if attachedTo(p.Status())[victim.Ready.PeerID] {
 			moved = append(moved, p)
 		}
 	}
 	stoppedAt := time.Now()
-	victim.stop()
+	victim.Stop()
 	for _, p := range moved {
-		eventually(t, 10*time.Second, p.name+" did not get two supernodes again", func() bool {
-			return hasTwoWithout(p, victim.ready.PeerID)
+		proctest.Eventually(t, 10*time.Second, p.Name+" did not get two supernodes again", func() bool {
+			return hasTwoWithout(p, victim.Ready.PeerID)
 		})
 		// Make-before-break: the leaf attached to another supernode before
 		// it left the one shutting down.
-		st := p.status()
-		left := eventTime(st, stoppedAt, "detached from supernode "+victim.ready.PeerID.Short()+": moved to supernode")
+		st := p.Status()
+		left := eventTime(st, stoppedAt, "detached from supernode "+victim.Ready.PeerID.Short()+": moved to supernode")
 		joined := eventTime(st, stoppedAt, "attached to supernode")
 		if left.IsZero() || joined.IsZero() || joined.After(left) {
-			t.Errorf("%s did not attach elsewhere before leaving the supernode shutting down: %+v", p.name, st.Events)
+			t.Errorf("%s did not attach elsewhere before leaving the supernode shutting down: %+v", p.Name, st.Events)
 			continue
 		}
-		t.Logf("FIGURE: SIGTERM: %s attached elsewhere %v and left %v after the signal", p.name,
+		t.Logf("FIGURE: SIGTERM: %s attached elsewhere %v and left %v after the signal", p.Name,
 			joined.Sub(stoppedAt).Round(time.Millisecond), left.Sub(stoppedAt).Round(time.Millisecond))
 	}
 }
@@ -537,28 +538,28 @@ func TestSpareSlotGoesToALeafWithNone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	bsAddr := bs.ready.QUIC
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	bsAddr := bs.Ready.QUIC
 	var sns []*proc
 	for i := range 2 {
-		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", "2")...))
+		sns = append(sns, start(t, fmt.Sprintf("sn%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "supernode", "--max-leaves", "2")...))
 	}
 	var ls []*proc
 	for i := range 2 {
-		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...))
+		ls = append(ls, start(t, fmt.Sprintf("leaf%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...))
 	}
 	for _, l := range ls {
-		eventually(t, 15*time.Second, l.name+" did not attach to both supernodes", func() bool {
-			return len(attachedTo(l.status())) == 2
+		proctest.Eventually(t, 15*time.Second, l.Name+" did not attach to both supernodes", func() bool {
+			return len(attachedTo(l.Status())) == 2
 		})
 	}
-	late := start(t, "late", nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
-	eventually(t, 15*time.Second, "the late leaf found no slot on two full supernodes", func() bool {
-		return len(attachedTo(late.status())) >= 1
+	late := start(t, "late", proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "2")...)
+	proctest.Eventually(t, 15*time.Second, "the late leaf found no slot on two full supernodes", func() bool {
+		return len(attachedTo(late.Status())) >= 1
 	})
 	sessions := 0
 	for _, sn := range sns {
-		sessions += len(sn.status().Supernode.Leaves)
+		sessions += len(sn.Status().Supernode.Leaves)
 	}
 	if sessions > 4 {
 		t.Fatalf("%d leaf sessions on two supernodes with two slots each", sessions)
@@ -568,9 +569,9 @@ func TestSpareSlotGoesToALeafWithNone(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	evictions := 0
 	for _, l := range append(ls, late) {
-		st := l.status()
+		st := l.Status()
 		if len(attachedTo(st)) == 0 {
-			t.Errorf("%s lost every supernode: %+v", l.name, st.Events)
+			t.Errorf("%s lost every supernode: %+v", l.Name, st.Events)
 		}
 		for _, e := range st.Events {
 			if strings.Contains(e.What, "slot given to a leaf with no other supernode") {

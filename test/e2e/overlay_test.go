@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // TestOverlay: a bootstrap, three supernodes and six leaves on loopback. A
@@ -18,32 +19,32 @@ func TestOverlay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ten processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	bsAddr := bs.ready.QUIC
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	bsAddr := bs.Ready.QUIC
 
 	// Supernodes one after another with mesh degree 1: each new one links to
 	// one that exists, so the mesh is a tree (a line or a star of three),
 	// and some pair of supernodes is two hops apart.
 	var sns []*proc
 	for i := range 3 {
-		sn := start(t, fmt.Sprintf("sn%d", i+1), nodeArgs(t, bsAddr, "--role", "supernode", "--mesh-degree", "1", "--max-leaves", "2")...)
+		sn := start(t, fmt.Sprintf("sn%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "supernode", "--mesh-degree", "1", "--max-leaves", "2")...)
 		sns = append(sns, sn)
 		if i > 0 {
-			eventually(t, 15*time.Second, sn.name+" has no mesh neighbour", func() bool {
-				return len(sn.status().Supernode.Neighbours) >= 1
+			proctest.Eventually(t, 15*time.Second, sn.Name+" has no mesh neighbour", func() bool {
+				return len(sn.Status().Supernode.Neighbours) >= 1
 			})
 		}
 	}
 	neighbours := map[proto.PeerID]map[proto.PeerID]bool{}
 	byID := map[proto.PeerID]*proc{}
 	for _, sn := range sns {
-		byID[sn.ready.PeerID] = sn
-		neighbours[sn.ready.PeerID] = map[proto.PeerID]bool{}
+		byID[sn.Ready.PeerID] = sn
+		neighbours[sn.Ready.PeerID] = map[proto.PeerID]bool{}
 	}
 	for _, sn := range sns {
-		for _, nb := range sn.status().Supernode.Neighbours {
-			neighbours[sn.ready.PeerID][nb.ID] = true
-			neighbours[nb.ID][sn.ready.PeerID] = true
+		for _, nb := range sn.Status().Supernode.Neighbours {
+			neighbours[sn.Ready.PeerID][nb.ID] = true
+			neighbours[nb.ID][sn.Ready.PeerID] = true
 		}
 	}
 
@@ -61,12 +62,12 @@ func TestOverlay(t *testing.T) {
 		writeMP3(t, share, fmt.Sprintf("Artist%d - %s song.mp3", i, word), fmt.Sprintf("Artist%d", i), word+" title")
 		writeMP3(t, share, fmt.Sprintf("common tune %d.mp3", i), "Common", "Common tune")
 		// One supernode each: the test counts leaves per supernode and hops.
-		p := start(t, fmt.Sprintf("leaf%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1", "--share", share)...)
+		p := start(t, fmt.Sprintf("leaf%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1", "--share", share)...)
 		leaves = append(leaves, &leafProc{p: p, share: share, word: word})
 	}
 	for _, l := range leaves {
-		eventually(t, 15*time.Second, l.p.name+" did not attach", func() bool {
-			st := l.p.status()
+		proctest.Eventually(t, 15*time.Second, l.p.Name+" did not attach", func() bool {
+			st := l.p.Status()
 			if st.Attached == nil {
 				return false
 			}
@@ -75,8 +76,8 @@ func TestOverlay(t *testing.T) {
 		})
 	}
 	for _, sn := range sns {
-		eventually(t, 10*time.Second, sn.name+" did not index its leaves' files", func() bool {
-			s := sn.status().Supernode
+		proctest.Eventually(t, 10*time.Second, sn.Name+" did not index its leaves' files", func() bool {
+			s := sn.Status().Supernode
 			return len(s.Leaves) == 2 && s.IndexFiles == 4
 		})
 	}
@@ -94,9 +95,9 @@ func TestOverlay(t *testing.T) {
 		t.Fatalf("no two supernodes are two hops apart; mesh: %v", neighbours)
 	}
 	hits := asker.p.search(holder.word, 3*time.Second)
-	h := hasHolder(hits, holder.p.ready.PeerID)
+	h := hasHolder(hits, holder.p.Ready.PeerID)
 	if h == nil {
-		t.Fatalf("search for %q from %s found %d hits, none from %s", holder.word, asker.p.name, len(hits), holder.p.name)
+		t.Fatalf("search for %q from %s found %d hits, none from %s", holder.word, asker.p.Name, len(hits), holder.p.Name)
 	}
 	if h.Hops != 2 {
 		t.Errorf("hit came %d supernode hops, want 2", h.Hops)
@@ -110,8 +111,8 @@ func TestOverlay(t *testing.T) {
 	}
 
 	// The CLI prints the same through the API, as JSON lines.
-	out, err := cli(t, "search", "--api", asker.p.ready.API, "--json", "--timeout", "2s", holder.word)
-	if err != nil || !strings.Contains(out, holder.p.ready.PeerID.String()) {
+	out, err := proctest.CLI(t, "search", "--api", asker.p.Ready.API, "--json", "--timeout", "2s", holder.word)
+	if err != nil || !strings.Contains(out, holder.p.Ready.PeerID.String()) {
 		t.Errorf("strata search --json: %v\n%s", err, out)
 	}
 
@@ -120,8 +121,8 @@ func TestOverlay(t *testing.T) {
 	if err := os.Remove(matches[0]); err != nil {
 		t.Fatal(err)
 	}
-	took := eventually(t, 10*time.Second, "removed file still found", func() bool {
-		return hasHolder(asker.p.search(holder.word, time.Second), holder.p.ready.PeerID) == nil
+	took := proctest.Eventually(t, 10*time.Second, "removed file still found", func() bool {
+		return hasHolder(asker.p.search(holder.word, time.Second), holder.p.Ready.PeerID) == nil
 	})
 	t.Logf("removed file gone from results after %v", took)
 
@@ -132,9 +133,9 @@ func TestOverlay(t *testing.T) {
 			victim = l
 		}
 	}
-	victim.p.kill()
-	took = eventually(t, 10*time.Second, "killed leaf's files still found", func() bool {
-		return hasHolder(asker.p.search(victim.word, time.Second), victim.p.ready.PeerID) == nil
+	victim.p.Kill()
+	took = proctest.Eventually(t, 10*time.Second, "killed leaf's files still found", func() bool {
+		return hasHolder(asker.p.search(victim.word, time.Second), victim.p.Ready.PeerID) == nil
 	})
 	t.Logf("killed leaf's files gone from results after %v", took)
 	if took > 6*time.Second {
@@ -142,10 +143,10 @@ func TestOverlay(t *testing.T) {
 	}
 
 	// status works against a supernode and against the bootstrap server.
-	if out, err := cli(t, "status", "--api", sns[0].ready.API); err != nil || !strings.Contains(out, "supernode role") {
+	if out, err := proctest.CLI(t, "status", "--api", sns[0].Ready.API); err != nil || !strings.Contains(out, "supernode role") {
 		t.Errorf("strata status on a supernode: %v\n%s", err, out)
 	}
-	if out, err := cli(t, "status", "--api", bs.ready.API); err != nil || !strings.Contains(out, "3 supernodes") {
+	if out, err := proctest.CLI(t, "status", "--api", bs.Ready.API); err != nil || !strings.Contains(out, "3 supernodes") {
 		t.Errorf("strata status on the bootstrap: %v\n%s", err, out)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/strata-p2p/strata/node"
 	"github.com/strata-p2p/strata/promotion"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // promotionFlags are the short intervals the promotion test runs with (the
@@ -50,11 +51,11 @@ func TestPromotion(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs 2 CPUs to give nodes different CPU budgets (GOMAXPROCS=1 against 2)")
 	}
-	bs := start(t, "bootstrap", append(bootstrapArgs(t), "--heartbeat", "250ms", "--check-in", "250ms",
+	bs := start(t, "bootstrap", append(proctest.BootstrapArgs(t), "--heartbeat", "250ms", "--check-in", "250ms",
 		"--leaves-per-supernode", "3", "--promotion-hold", "3s",
 		// Every node of the test comes from 127.0.0.1.
 		"--promotion-request-rate", "100", "--promotion-request-burst", "100")...)
-	bsAddr := bs.ready.QUIC
+	bsAddr := bs.Ready.QUIC
 	share := t.TempDir()
 	writeMP3(t, share, "Everyone - Common Anthem.mp3", "Everyone", "Common Anthem")
 
@@ -91,7 +92,7 @@ func TestPromotion(t *testing.T) {
 				continue
 			}
 		}
-		args := nodeArgs(t, bsAddr, append([]string{"--share", share, "--max-leaves", strconv.Itoa(s.maxLeaves),
+		args := proctest.NodeArgs(t, bsAddr, append([]string{"--share", share, "--max-leaves", strconv.Itoa(s.maxLeaves),
 			"--max-upload-rate", s.cap}, promotionFlags...)...)
 		args[slices.Index(args, "--listen")+1] = listen
 		env := []string{"GOMAXPROCS=2"}
@@ -100,7 +101,7 @@ func TestPromotion(t *testing.T) {
 		}
 		p := startEnv(t, s.name, env, args...)
 		nodes[s.name] = p
-		byID[p.ready.PeerID] = s.name
+		byID[p.Ready.PeerID] = s.name
 	}
 	strong := []string{"strong1", "strong2", "strong3", "strong4"}
 	began := time.Now()
@@ -109,7 +110,7 @@ func TestPromotion(t *testing.T) {
 	// node is attached as a leaf, and the plan asks nothing.
 	supernodes := func() []string {
 		var st bootstrap.Status
-		bs.getJSON("/v1/status", &st)
+		bs.GetJSON("/v1/status", &st)
 		var out []string
 		for _, s := range st.Supernodes {
 			out = append(out, byID[s.PeerID])
@@ -119,7 +120,7 @@ func TestPromotion(t *testing.T) {
 	}
 	settled := func(want []string) bool {
 		var st bootstrap.Status
-		bs.getJSON("/v1/status", &st)
+		bs.GetJSON("/v1/status", &st)
 		if got := supernodes(); !slices.Equal(got, want) {
 			return false
 		}
@@ -127,7 +128,7 @@ func TestPromotion(t *testing.T) {
 			return false
 		}
 		for name, p := range nodes {
-			if !slices.Contains(want, name) && p.status().Attached == nil {
+			if !slices.Contains(want, name) && p.Status().Attached == nil {
 				return false
 			}
 		}
@@ -136,7 +137,7 @@ func TestPromotion(t *testing.T) {
 	// describe is the bootstrap's view, for failure messages.
 	describe := func() string {
 		var st bootstrap.Status
-		bs.getJSON("/v1/status", &st)
+		bs.GetJSON("/v1/status", &st)
 		var b strings.Builder
 		if st.Promotion != nil {
 			pl := st.Promotion.Plan
@@ -161,7 +162,7 @@ func TestPromotion(t *testing.T) {
 		return settled(strong)
 	})
 	var st bootstrap.Status
-	bs.getJSON("/v1/status", &st)
+	bs.GetJSON("/v1/status", &st)
 	leaves, sns := st.Promotion.Plan.Leaves, st.Promotion.Plan.Supernodes
 	t.Logf("settled after %v: %d supernodes for %d leaves (target 3 per supernode)", time.Since(began).Round(time.Second), sns, leaves)
 	if sns == 0 || float64(leaves)/float64(sns) > 3 {
@@ -174,7 +175,7 @@ func TestPromotion(t *testing.T) {
 		capOf[sp.name] = sp.cap
 	}
 	waitFor(60*time.Second, "the bootstrap has not probed every node", func() bool {
-		bs.getJSON("/v1/status", &st)
+		bs.GetJSON("/v1/status", &st)
 		return !slices.ContainsFunc(st.Promotion.Nodes, func(n bootstrap.NodeStatus) bool { return n.UpBps == 0 })
 	})
 	for _, n := range st.Promotion.Nodes {
@@ -192,7 +193,7 @@ func TestPromotion(t *testing.T) {
 	// Dial-backs: the firewalled node is unreachable (after three failed
 	// dial-backs), every other node reachable.
 	waitFor(30*time.Second, "the dial-backs did not find the firewalled node unreachable and the others reachable", func() bool {
-		bs.getJSON("/v1/status", &st)
+		bs.GetJSON("/v1/status", &st)
 		return !slices.ContainsFunc(st.Promotion.Nodes, func(n bootstrap.NodeStatus) bool {
 			want := proto.ReachPublic
 			if byID[n.PeerID] == "unreachable" {
@@ -205,7 +206,7 @@ func TestPromotion(t *testing.T) {
 		// The node hears the bootstrap's finding at its next check-in.
 		var ps node.Status
 		knows := func() bool {
-			ps = p.status()
+			ps = p.Status()
 			return ps.Promotion != nil && ps.Promotion.Reachable == proto.ReachUnreachable
 		}
 		for end := time.Now().Add(10 * time.Second); !knows() && time.Now().Before(end); {
@@ -217,11 +218,11 @@ func TestPromotion(t *testing.T) {
 	} else {
 		t.Log("no firewalled node: iptables unavailable (see the skip message above)")
 	}
-	if ps := nodes["onecore"].status(); ps.Promotion == nil || ps.Promotion.Policy.Capacity.Cores != 1 || !failedGate(ps, "cores") {
+	if ps := nodes["onecore"].Status(); ps.Promotion == nil || ps.Promotion.Policy.Capacity.Cores != 1 || !failedGate(ps, "cores") {
 		t.Errorf("the one-core node: want 1 core measured and the cores gate failing; got %+v", ps.Promotion)
 	}
 	for _, name := range strong {
-		ps := nodes[name].status()
+		ps := nodes[name].Status()
 		if !hasEvent(ps, "became a supernode: promotion: asked to step up") {
 			t.Errorf("%s: no promotion event in %+v", name, ps.Events)
 		}
@@ -232,8 +233,8 @@ func TestPromotion(t *testing.T) {
 	// candidates; measurement noise may order weak1 and weak2 either way).
 	var pinned []*proc
 	for i := range 3 {
-		p := start(t, fmt.Sprintf("extra%d", i+1), nodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1")...)
-		byID[p.ready.PeerID] = p.name
+		p := start(t, fmt.Sprintf("extra%d", i+1), proctest.NodeArgs(t, bsAddr, "--role", "leaf", "--supernodes", "1")...)
+		byID[p.Ready.PeerID] = p.Name
 		pinned = append(pinned, p)
 	}
 	var fifth string
@@ -248,7 +249,7 @@ func TestPromotion(t *testing.T) {
 			}
 		}
 		for _, p := range pinned {
-			if p.status().Attached == nil {
+			if p.Status().Attached == nil {
 				return false
 			}
 		}
@@ -258,7 +259,7 @@ func TestPromotion(t *testing.T) {
 	// The searcher is an extra leaf attached to the fifth.
 	var searcher *proc
 	for _, p := range pinned {
-		if a := p.status().Attached; a != nil && a.Supernode.ID == nodes[fifth].ready.PeerID {
+		if a := p.Status().Attached; a != nil && a.Supernode.ID == nodes[fifth].Ready.PeerID {
 			searcher = p
 		}
 	}
@@ -282,7 +283,7 @@ func TestPromotion(t *testing.T) {
 				return
 			case <-pace.C:
 			}
-			hits, err := searchOnce(searcher.ready.API, "common anthem")
+			hits, err := searchOnce(searcher.Ready.API, "common anthem")
 			mu.Lock()
 			searches++
 			if err != nil || hits == 0 {
@@ -297,30 +298,30 @@ func TestPromotion(t *testing.T) {
 	// and hands the searcher off first.
 	for _, p := range pinned {
 		if p != searcher {
-			p.stop()
+			p.Stop()
 		}
 	}
 	stopped := 0
 	for _, name := range []string{"weak6", "weak5", "weak4", "weak3"} {
 		if name != fifth && stopped < 2 {
-			nodes[name].stop()
+			nodes[name].Stop()
 			stopped++
 		}
 	}
 	weak := nodes[fifth]
 	waitFor(45*time.Second, fifth+" did not step down when the leaves went", func() bool {
-		return slices.Equal(supernodes(), strong) && weak.status().Role == proto.RoleLeaf
+		return slices.Equal(supernodes(), strong) && weak.Status().Role == proto.RoleLeaf
 	})
-	eventually(t, 15*time.Second, "the searcher did not move to a strong supernode", func() bool {
-		a := searcher.status().Attached
+	proctest.Eventually(t, 15*time.Second, "the searcher did not move to a strong supernode", func() bool {
+		a := searcher.Status().Attached
 		return a != nil && slices.Contains(strong, byID[a.Supernode.ID])
 	})
-	eventually(t, 15*time.Second, fifth+" did not attach as a leaf", func() bool { return weak.status().Attached != nil })
+	proctest.Eventually(t, 15*time.Second, fifth+" did not attach as a leaf", func() bool { return weak.Status().Attached != nil })
 	// A few more searches through the new supernode.
 	mu.Lock()
 	after := searches
 	mu.Unlock()
-	eventually(t, 15*time.Second, "the searcher stopped searching", func() bool {
+	proctest.Eventually(t, 15*time.Second, "the searcher stopped searching", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return searches >= after+5
@@ -332,12 +333,12 @@ func TestPromotion(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("searches failed during the hand-off:\n%s", strings.Join(failures, "\n"))
 	}
-	ws := weak.status()
+	ws := weak.Status()
 	if !hasEvent(ws, "leaves to move, 0 still attached") || hasEvent(ws, "told 0 leaves") {
 		t.Errorf("%s did not hand its leaf off: events %+v", fifth, ws.Events)
 	}
-	if !hasEvent(searcher.status(), "moved to supernode") {
-		t.Errorf("the searcher did not record its move: events %+v", searcher.status().Events)
+	if !hasEvent(searcher.Status(), "moved to supernode") {
+		t.Errorf("the searcher did not record its move: events %+v", searcher.Status().Events)
 	}
 	// The step-down is a decision with its inputs in the status.
 	if ws.Promotion == nil || !slices.ContainsFunc(ws.Promotion.Policy.Decisions, func(d promotion.DecisionRecord) bool {
@@ -346,11 +347,11 @@ func TestPromotion(t *testing.T) {
 		t.Errorf("%s's decisions do not show the step-down: %+v", fifth, ws.Promotion)
 	}
 	// `strata status` shows the promotion engine, in both outputs.
-	out, err := cli(t, "status", "--api", ws.API)
+	out, err := proctest.CLI(t, "status", "--api", ws.API)
 	if err != nil || !strings.Contains(out, "promotion") || !strings.Contains(out, "asked to step down") {
 		t.Errorf("strata status: %v\n%s", err, out)
 	}
-	out, err = cli(t, "status", "--api", ws.API, "--json")
+	out, err = proctest.CLI(t, "status", "--api", ws.API, "--json")
 	var js node.Status
 	if err != nil || json.Unmarshal([]byte(out), &js) != nil || js.Promotion == nil || len(js.Promotion.Policy.Decisions) == 0 {
 		t.Errorf("strata status --json: %v\n%s", err, out)

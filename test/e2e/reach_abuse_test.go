@@ -11,6 +11,7 @@ import (
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/internal/transport/quicnet"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 func wantCode(t *testing.T, what string, err error, code proto.ErrorCode) {
@@ -31,11 +32,11 @@ func TestReachAbuse(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	sn := start(t, "sn", nodeArgs(t, bs.ready.QUIC, "--role", "supernode", "--relay-max-sessions", "1",
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	sn := start(t, "sn", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "supernode", "--relay-max-sessions", "1",
 		"--relay-session-bytes", "64KB")...)
-	victim := start(t, "victim", nodeArgs(t, bs.ready.QUIC, "--role", "leaf")...)
-	victim.waitAttached()
+	victim := start(t, "victim", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf")...)
+	victim.WaitAttached()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -48,7 +49,7 @@ func TestReachAbuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	conn, err := tr.Dial(ctx, sn.ready.QUIC, sn.ready.PeerID)
+	conn, err := tr.Dial(ctx, sn.Ready.QUIC, sn.Ready.PeerID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,10 +60,10 @@ func TestReachAbuse(t *testing.T) {
 	}
 
 	// A stranger may not have the supernode punch (or push, or relay) for it.
-	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPunch})
+	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectPunch})
 	wantCode(t, "punch for a stranger", err, proto.CodeRefused)
 	// Nor with a ticket it made up (a real one comes in a search hit).
-	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPush,
+	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectPush,
 		Ticket: proto.Ticket{1, 2, 3}, Expires: time.Now().Add(time.Minute).Unix()})
 	wantCode(t, "push for a stranger with a forged ticket", err, proto.CodeRefused)
 
@@ -90,12 +91,12 @@ func TestReachAbuse(t *testing.T) {
 			dialled <- c.RemotePeer()
 		}
 	}()
-	if _, err := s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPush}); err != nil {
+	if _, err := s.Request(ctx, &proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectPush}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case who := <-dialled:
-		if who != victim.ready.PeerID {
+		if who != victim.Ready.PeerID {
 			t.Fatalf("pushed connection came from %s, want the victim", who.Short())
 		}
 	case <-ctx.Done():
@@ -107,7 +108,7 @@ func TestReachAbuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := relay.Send(&proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectRelay}); err != nil {
+	if err := relay.Send(&proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectRelay}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := relay.Recv()
@@ -115,7 +116,7 @@ func TestReachAbuse(t *testing.T) {
 	if err != nil || !ok || reply.MaxBytes != 64_000 {
 		t.Fatalf("relay reply: %v %+v, want a ConnectReply with the 64KB quota", err, m)
 	}
-	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectRelay})
+	_, err = s.Request(ctx, &proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectRelay})
 	wantCode(t, "second relay session beyond --relay-max-sessions 1", err, proto.CodeFull)
 	pkt := []byte{1000 >> 8, 1000 & 0xff} // a 1000-byte packet
 	pkt = append(pkt, make([]byte, 1000)...)
@@ -133,7 +134,7 @@ func TestReachAbuse(t *testing.T) {
 	// A flood of requests is cut off by the per-leaf rate limit.
 	var limited error
 	for i := 0; i < 20 && limited == nil; i++ {
-		_, err := s.Request(ctx, &proto.ConnectRequest{Target: victim.ready.PeerID, Mode: proto.ConnectPush})
+		_, err := s.Request(ctx, &proto.ConnectRequest{Target: victim.Ready.PeerID, Mode: proto.ConnectPush})
 		if proto.CodeOf(err) == proto.CodeRateLimited {
 			limited = err
 		}
@@ -145,7 +146,7 @@ func TestReachAbuse(t *testing.T) {
 			t.Errorf("refusal %s counted %v times in /metrics, want at least 1", reason, v)
 		}
 	}
-	if out, err := cli(t, "status", "--api", sn.ready.API); err != nil || !strings.Contains(out, "relay: 0/1 sessions") ||
+	if out, err := proctest.CLI(t, "status", "--api", sn.Ready.API); err != nil || !strings.Contains(out, "relay: 0/1 sessions") ||
 		!strings.Contains(out, "relay_full 1") {
 		t.Errorf("strata status does not show the relay's sessions and refusals: %v\n%s", err, out)
 	}

@@ -43,16 +43,16 @@ func BenchmarkReach(b *testing.B) {
 	bs := startIn(b, net.pub, "bootstrap", "bootstrap", "--listen", "10.99.1.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", b.TempDir(), "--log-format", "json", "--log-level", "warn", "--check-in", "300ms",
 		"--promotion-request-rate", "100", "--promotion-request-burst", "100")
-	sn := startIn(b, net.pub, "supernode", reachNode(b, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
+	sn := startIn(b, net.pub, "supernode", reachNode(b, bs.Ready.QUIC, "10.99.1.1:0", "--role", "supernode",
 		"--heartbeat", "250ms", "--log-level", "warn", "--relay-max-rate", "10GB", "--relay-total-rate", "10GB",
 		"--relay-session-bytes", "1000GB")...)
 	pubShare, natShare := b.TempDir(), b.TempDir()
-	pubHolder := startIn(b, net.pub, "public-holder", reachNode(b, bs.ready.QUIC, "10.99.1.1:0", "--share", pubShare, "--log-level", "warn")...)
-	natHolder := startIn(b, net.priv1, "natted-holder", reachNode(b, bs.ready.QUIC, "0.0.0.0:0", "--share", natShare, "--log-level", "warn")...)
-	pubGetter := startIn(b, net.pub, "public-getter", reachNode(b, bs.ready.QUIC, "10.99.1.1:0", "--log-level", "warn")...)
-	symGetter := startIn(b, net.priv3, "symmetric-getter", reachNode(b, bs.ready.QUIC, "0.0.0.0:0", "--log-level", "warn")...)
+	pubHolder := startIn(b, net.pub, "public-holder", reachNode(b, bs.Ready.QUIC, "10.99.1.1:0", "--share", pubShare, "--log-level", "warn")...)
+	natHolder := startIn(b, net.priv1, "natted-holder", reachNode(b, bs.Ready.QUIC, "0.0.0.0:0", "--share", natShare, "--log-level", "warn")...)
+	pubGetter := startIn(b, net.pub, "public-getter", reachNode(b, bs.Ready.QUIC, "10.99.1.1:0", "--log-level", "warn")...)
+	symGetter := startIn(b, net.priv3, "symmetric-getter", reachNode(b, bs.Ready.QUIC, "0.0.0.0:0", "--log-level", "warn")...)
 	for _, p := range []*proc{pubHolder, natHolder, pubGetter, symGetter} {
-		p.waitAttached()
+		p.WaitAttached()
 	}
 	natHolder.waitReach(proto.ReachUnreachable)
 	symGetter.waitReach(proto.ReachUnreachable)
@@ -77,11 +77,11 @@ func BenchmarkReach(b *testing.B) {
 				// are not the path's cost).
 				// If the first look already finds it done, the time counts
 				// from the request.
-				t0, cpu0, gcpu0 := time.Now(), cpuSeconds(b, sn.cmd.Process.Pid), cpuSeconds(b, c.getter.cmd.Process.Pid)
+				t0, cpu0, gcpu0 := time.Now(), cpuSeconds(b, sn.Cmd.Process.Pid), cpuSeconds(b, c.getter.Cmd.Process.Pid)
 				startDownload(b, c.getter, cid, name+".bin")
 				var d transfer.DownloadStatus
 				for {
-					now, cpuNow, gcpuNow := time.Now(), cpuSeconds(b, sn.cmd.Process.Pid), cpuSeconds(b, c.getter.cmd.Process.Pid)
+					now, cpuNow, gcpuNow := time.Now(), cpuSeconds(b, sn.Cmd.Process.Pid), cpuSeconds(b, c.getter.Cmd.Process.Pid)
 					for _, x := range downloads(b, c.getter) {
 						if x.ContentID == cid {
 							d = x
@@ -99,8 +99,8 @@ func BenchmarkReach(b *testing.B) {
 					time.Sleep(10 * time.Millisecond)
 				}
 				secs += time.Since(t0).Seconds()
-				cpu += cpuSeconds(b, sn.cmd.Process.Pid) - cpu0
-				gcpu += cpuSeconds(b, c.getter.cmd.Process.Pid) - gcpu0
+				cpu += cpuSeconds(b, sn.Cmd.Process.Pid) - cpu0
+				gcpu += cpuSeconds(b, c.getter.Cmd.Process.Pid) - gcpu0
 				moved += float64(size) / 1e6
 				if fileHash(b, d.Path) != want {
 					b.Fatal("downloaded file differs from the original")

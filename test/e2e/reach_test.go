@@ -13,6 +13,7 @@ import (
 	"github.com/strata-p2p/strata/internal/netns"
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // reachNet is a small internet in network namespaces: "pub" holds the
@@ -53,9 +54,9 @@ func reachNode(t testing.TB, bs, listen string, extra ...string) []string {
 
 // waitReach waits until p's dial-backs have found r.
 func (p *proc) waitReach(r proto.Reachability) {
-	p.t.Helper()
-	eventually(p.t, 20*time.Second, p.name+" not told it is "+r.String(), func() bool {
-		return p.status().Reach.Reachable == r
+	p.T.Helper()
+	proctest.Eventually(p.T, 20*time.Second, p.Name+" not told it is "+r.String(), func() bool {
+		return p.Status().Reach.Reachable == r
 	})
 }
 
@@ -63,9 +64,9 @@ func (p *proc) waitReach(r proto.Reachability) {
 // returns the final status, checked against want.
 func getIn(t testing.TB, p *proc, cid proto.ContentID, want [32]byte) transfer.DownloadStatus {
 	t.Helper()
-	out, err := cliIn(t, p.ns, "get", "--api", p.ready.API, "--json", cid.String())
+	out, err := proctest.CLIIn(t, p.NS, "get", "--api", p.Ready.API, "--json", cid.String())
 	if err != nil {
-		t.Fatalf("strata get on %s: %v\n%s", p.name, err, out)
+		t.Fatalf("strata get on %s: %v\n%s", p.Name, err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var final transfer.DownloadStatus
@@ -73,7 +74,7 @@ func getIn(t testing.TB, p *proc, cid proto.ContentID, want [32]byte) transfer.D
 		t.Fatalf("last line of strata get --json: %v: %q", err, lines[len(lines)-1])
 	}
 	if final.State != "done" || fileHash(t, final.Path) != want {
-		t.Fatalf("download on %s: %+v: want done with the original bytes", p.name, final)
+		t.Fatalf("download on %s: %+v: want done with the original bytes", p.Name, final)
 	}
 	return final
 }
@@ -105,7 +106,7 @@ func TestReachability(t *testing.T) {
 	// Supernode A takes the holder and the public peer, and is then full
 	// (two slots; every leaf keeps one supernode), so the NATed peers that
 	// come later attach to B.
-	snA := startIn(t, net.pub, "supernode-a", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
+	snA := startIn(t, net.pub, "supernode-a", reachNode(t, bs.Ready.QUIC, "10.99.1.1:0", "--role", "supernode",
 		"--heartbeat", "250ms", "--relay-max-rate", "4MB", "--max-leaves", "2")...)
 
 	share := t.TempDir()
@@ -115,18 +116,18 @@ func TestReachability(t *testing.T) {
 		wants[name] = writeRandom(t, share, name+" file.bin", size, int64(10+i))
 	}
 	one := []string{"--supernodes", "1"}
-	holder := startIn(t, net.priv1, "holder", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", append(one, "--share", share)...)...)
-	public := startIn(t, net.pub, "public", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", one...)...)
-	holder.waitAttached()
-	public.waitAttached()
-	snB := startIn(t, net.pub, "supernode-b", reachNode(t, bs.ready.QUIC, "10.99.1.1:0", "--role", "supernode",
+	holder := startIn(t, net.priv1, "holder", reachNode(t, bs.Ready.QUIC, "0.0.0.0:0", append(one, "--share", share)...)...)
+	public := startIn(t, net.pub, "public", reachNode(t, bs.Ready.QUIC, "10.99.1.1:0", one...)...)
+	holder.WaitAttached()
+	public.WaitAttached()
+	snB := startIn(t, net.pub, "supernode-b", reachNode(t, bs.Ready.QUIC, "10.99.1.1:0", "--role", "supernode",
 		"--heartbeat", "250ms")...)
-	natted := startIn(t, net.priv2, "natted", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", one...)...)
-	symmetric := startIn(t, net.priv3, "symmetric", reachNode(t, bs.ready.QUIC, "0.0.0.0:0", one...)...)
+	natted := startIn(t, net.priv2, "natted", reachNode(t, bs.Ready.QUIC, "0.0.0.0:0", one...)...)
+	symmetric := startIn(t, net.priv3, "symmetric", reachNode(t, bs.Ready.QUIC, "0.0.0.0:0", one...)...)
 	for _, p := range []*proc{natted, symmetric} {
-		eventually(t, 20*time.Second, p.name+" did not attach to supernode B", func() bool {
-			att := attachedTo(p.status())
-			return len(att) == 1 && att[snB.ready.PeerID]
+		proctest.Eventually(t, 20*time.Second, p.Name+" did not attach to supernode B", func() bool {
+			att := attachedTo(p.Status())
+			return len(att) == 1 && att[snB.Ready.PeerID]
 		})
 	}
 	// Detection: the dial-backs tell each node, and hits carry it.
@@ -134,9 +135,9 @@ func TestReachability(t *testing.T) {
 	public.waitReach(proto.ReachPublic)
 	natted.waitReach(proto.ReachUnreachable)
 	symmetric.waitReach(proto.ReachUnreachable)
-	eventually(t, 10*time.Second, "hits do not say the holder is unreachable, behind supernode A", func() bool {
-		h := hasHolder(natted.search("pushed", time.Second), holder.ready.PeerID)
-		return h != nil && h.Holder.Reachable == proto.ReachUnreachable && h.Via != nil && h.Via.Supernode.ID == snA.ready.PeerID
+	proctest.Eventually(t, 10*time.Second, "hits do not say the holder is unreachable, behind supernode A", func() bool {
+		h := hasHolder(natted.search("pushed", time.Second), holder.Ready.PeerID)
+		return h != nil && h.Holder.Reachable == proto.ReachUnreachable && h.Via != nil && h.Via.Supernode.ID == snA.Ready.PeerID
 	})
 
 	t.Run("push", func(t *testing.T) {
@@ -172,11 +173,11 @@ func TestReachability(t *testing.T) {
 		if src.Path.MaxBps != 4_000_000 || src.Path.MaxBytes != 256_000_000 {
 			t.Errorf("relay limits %+v, want the supernode's 4MB/s and 256MB", src.Path)
 		}
-		out, err := cliIn(t, symmetric.ns, "downloads", "--api", symmetric.ready.API, "--json")
+		out, err := proctest.CLIIn(t, symmetric.NS, "downloads", "--api", symmetric.Ready.API, "--json")
 		if err != nil || !strings.Contains(out, `"relayed": true`) || !strings.Contains(out, `"relay_max_bps": 4000000`) {
 			t.Errorf("strata downloads --json does not show the relay and its limit: %v\n%s", err, out)
 		}
-		out, err = cliIn(t, symmetric.ns, "downloads", "--api", symmetric.ready.API)
+		out, err = proctest.CLIIn(t, symmetric.NS, "downloads", "--api", symmetric.Ready.API)
 		if err != nil || !strings.Contains(out, "relayed, limit 3.8 MiB/s") {
 			t.Errorf("strata downloads does not show the relay and its limit: %v\n%s", err, out)
 		}
@@ -189,8 +190,8 @@ func TestReachability(t *testing.T) {
 		t.Errorf("supernode A served %v ticketed requests, want at least 2 (punch and relay from B's leaves)", got)
 	}
 	for _, p := range []*proc{natted, symmetric} {
-		if attachedTo(p.status())[snA.ready.PeerID] {
-			t.Errorf("%s attached to the holder's supernode: the test did not cross supernodes", p.name)
+		if attachedTo(p.Status())[snA.Ready.PeerID] {
+			t.Errorf("%s attached to the holder's supernode: the test did not cross supernodes", p.Name)
 		}
 	}
 }
@@ -199,7 +200,7 @@ func TestReachability(t *testing.T) {
 // p's /metrics.
 func metric(t testing.TB, p *proc, name string) float64 {
 	t.Helper()
-	resp, err := p.http().Get("http://" + p.ready.API + "/metrics")
+	resp, err := p.HTTP().Get("http://" + p.Ready.API + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

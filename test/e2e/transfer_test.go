@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-p2p/strata/internal/transfer"
 	"github.com/strata-p2p/strata/proto"
+	"github.com/strata-p2p/strata/test/internal/proctest"
 )
 
 // writeRandom writes n pseudo-random bytes to dir/name and returns its hash.
@@ -46,7 +47,7 @@ func fileHash(t testing.TB, path string) [32]byte {
 func findCID(t testing.TB, p *proc, word string) proto.ContentID {
 	t.Helper()
 	var cid proto.ContentID
-	eventually(t, 15*time.Second, "file "+word+" not found by search", func() bool {
+	proctest.Eventually(t, 15*time.Second, "file "+word+" not found by search", func() bool {
 		hits := p.search(word, time.Second)
 		if len(hits) == 0 {
 			return false
@@ -61,7 +62,7 @@ func findCID(t testing.TB, p *proc, word string) proto.ContentID {
 func startDownload(t testing.TB, p *proc, cid proto.ContentID, name string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"content_id": cid.String(), "name": name})
-	resp, err := p.http().Post("http://"+p.ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
+	resp, err := p.HTTP().Post("http://"+p.Ready.API+"/v1/downloads", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func startDownload(t testing.TB, p *proc, cid proto.ContentID, name string) {
 
 func downloads(t testing.TB, p *proc) []transfer.DownloadStatus {
 	var l []transfer.DownloadStatus
-	p.getJSON("/v1/downloads", &l)
+	p.GetJSON("/v1/downloads", &l)
 	return l
 }
 
@@ -84,20 +85,20 @@ func TestTransfers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	start(t, "sn", nodeArgs(t, bs.ready.QUIC, "--role", "supernode")...)
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	start(t, "sn", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "supernode")...)
 
 	const size = 6 << 20
 	goodDir, badDir := t.TempDir(), t.TempDir()
 	want := writeRandom(t, goodDir, "payload song.bin", size, 1)
 	writeRandom(t, badDir, "payload song.bin", size, 1)
-	good := start(t, "good-holder", nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--share", goodDir)...)
-	bad := start(t, "lying-holder", nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--share", badDir)...)
-	getter := start(t, "getter", nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--share", t.TempDir())...)
+	good := start(t, "good-holder", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf", "--share", goodDir)...)
+	bad := start(t, "lying-holder", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf", "--share", badDir)...)
+	getter := start(t, "getter", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf", "--share", t.TempDir())...)
 	for _, p := range []*proc{good, bad, getter} {
-		p.waitAttached()
+		p.WaitAttached()
 	}
-	eventually(t, 15*time.Second, "both holders not found", func() bool {
+	proctest.Eventually(t, 15*time.Second, "both holders not found", func() bool {
 		return len(getter.search("payload", time.Second)) == 2
 	})
 	cid := findCID(t, getter, "payload")
@@ -117,7 +118,7 @@ func TestTransfers(t *testing.T) {
 	f.Close()
 	_ = os.Chtimes(path, st.ModTime(), st.ModTime())
 
-	out, err := cli(t, "get", "--api", getter.ready.API, "--json", cid.String())
+	out, err := proctest.CLI(t, "get", "--api", getter.Ready.API, "--json", cid.String())
 	if err != nil {
 		t.Fatalf("strata get: %v\n%s", err, out)
 	}
@@ -131,7 +132,7 @@ func TestTransfers(t *testing.T) {
 	}
 	dropped := false
 	for _, s := range final.Sources {
-		if s.Peer.ID == bad.ready.PeerID && s.State == "dropped" && strings.Contains(s.Reason, "bad piece") {
+		if s.Peer.ID == bad.Ready.PeerID && s.State == "dropped" && strings.Contains(s.Reason, "bad piece") {
 			dropped = true
 		}
 	}
@@ -143,24 +144,24 @@ func TestTransfers(t *testing.T) {
 	if parts, _ := filepath.Glob(filepath.Join(filepath.Dir(final.Path), "*.strata-part")); len(parts) != 0 {
 		t.Errorf("partial files left: %v", parts)
 	}
-	eventually(t, 10*time.Second, "downloaded file not shared by the getter", func() bool {
-		return hasHolder(good.search("payload", time.Second), getter.ready.PeerID) != nil
+	proctest.Eventually(t, 10*time.Second, "downloaded file not shared by the getter", func() bool {
+		return hasHolder(good.search("payload", time.Second), getter.Ready.PeerID) != nil
 	})
 
 	// Asking again does not fetch again.
-	out, err = cli(t, "get", "--api", getter.ready.API, "--json", cid.String())
+	out, err = proctest.CLI(t, "get", "--api", getter.Ready.API, "--json", cid.String())
 	if err != nil || !strings.Contains(out, `"state":"done"`) {
 		t.Fatalf("second get: %v %s", err, out)
 	}
 
 	// Unknown content, and a path for an ID.
-	if out, err := cli(t, "get", "--api", getter.ready.API, strings.Repeat("ab", 32)); err == nil {
+	if out, err := proctest.CLI(t, "get", "--api", getter.Ready.API, strings.Repeat("ab", 32)); err == nil {
 		t.Errorf("get of unknown content succeeded: %s", out)
 	}
-	if _, err := cli(t, "get", "--api", getter.ready.API, "../../etc/passwd"); err == nil || !strings.Contains(err.Error(), "hex") {
+	if _, err := proctest.CLI(t, "get", "--api", getter.Ready.API, "../../etc/passwd"); err == nil || !strings.Contains(err.Error(), "hex") {
 		t.Errorf("path-like ID: %v", err)
 	}
-	if out, _ := cli(t, "downloads", "--api", getter.ready.API); !strings.Contains(out, "payload song.bin") {
+	if out, _ := proctest.CLI(t, "downloads", "--api", getter.Ready.API); !strings.Contains(out, "payload song.bin") {
 		t.Errorf("strata downloads does not list the download:\n%s", out)
 	}
 }
@@ -171,22 +172,22 @@ func TestDownloadResumesAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts several processes")
 	}
-	bs := start(t, "bootstrap", bootstrapArgs(t)...)
-	start(t, "sn", nodeArgs(t, bs.ready.QUIC, "--role", "supernode")...)
+	bs := start(t, "bootstrap", proctest.BootstrapArgs(t)...)
+	start(t, "sn", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "supernode")...)
 	src := t.TempDir()
 	const size = 40 << 20
 	want := writeRandom(t, src, "slow movie.bin", size, 2)
-	start(t, "holder", nodeArgs(t, bs.ready.QUIC, "--role", "leaf", "--share", src, "--max-upload-rate", "10MB")...)
+	start(t, "holder", proctest.NodeArgs(t, bs.Ready.QUIC, "--role", "leaf", "--share", src, "--max-upload-rate", "10MB")...)
 
 	state, dl := t.TempDir(), t.TempDir()
-	args := []string{"node", "--bootstrap", bs.ready.QUIC, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+	args := []string{"node", "--bootstrap", bs.Ready.QUIC, "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
 		"--state-dir", state, "--downloads", dl, "--role", "leaf", "--rescan", "200ms", "--log-format", "json"}
 	getter := start(t, "getter", args...)
-	getter.waitAttached()
+	getter.WaitAttached()
 	cid := findCID(t, getter, "movie")
 	startDownload(t, getter, cid, "slow movie.bin")
 	var done uint64
-	eventually(t, 30*time.Second, "download did not get a third of the way", func() bool {
+	proctest.Eventually(t, 30*time.Second, "download did not get a third of the way", func() bool {
 		l := downloads(t, getter)
 		if len(l) == 0 {
 			return false
@@ -194,14 +195,14 @@ func TestDownloadResumesAfterKill(t *testing.T) {
 		done = l[0].Done
 		return done > size/3
 	})
-	getter.kill()
+	getter.Kill()
 	if _, err := os.Stat(filepath.Join(dl, "slow movie.bin")); err == nil {
 		t.Fatal("a file appeared under the final name before the download finished")
 	}
 	getter2 := start(t, "getter-restarted", args...)
-	getter2.waitAttached()
+	getter2.WaitAttached()
 	var resumedAt uint64
-	eventually(t, 10*time.Second, "download not resumed after restart", func() bool {
+	proctest.Eventually(t, 10*time.Second, "download not resumed after restart", func() bool {
 		// After a restart the saved pieces are verified again before use.
 		l := downloads(t, getter2)
 		if len(l) == 0 || l[0].State == "verifying" {
@@ -214,7 +215,7 @@ func TestDownloadResumesAfterKill(t *testing.T) {
 		t.Errorf("after the restart the download started from zero (it had %d bytes)", done)
 	}
 	var final transfer.DownloadStatus
-	eventually(t, 60*time.Second, "resumed download did not finish", func() bool {
+	proctest.Eventually(t, 60*time.Second, "resumed download did not finish", func() bool {
 		l := downloads(t, getter2)
 		if len(l) == 0 || l[0].State != "done" {
 			return false
