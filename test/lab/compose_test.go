@@ -227,6 +227,25 @@ func (e *env) converged(s map[string]lab.NodeStatus, down map[string]bool) (bool
 	return slices.Equal(want, got) && len(unattached) == 0, desc
 }
 
+// explain logs, for each live node that is not attached to a live
+// supernode, its status and the end of its log, so a failure on a CI
+// machine can be understood afterwards.
+func (e *env) explain(s map[string]lab.NodeStatus, down map[string]bool) {
+	for _, m := range e.nodes() {
+		st, ok := s[m.name]
+		if down[m.name] || (ok && (st.IsSupernode() || (st.Attached != nil && !down[e.byPeer(st.Attached.Supernode.ID)]))) {
+			continue
+		}
+		if raw, err := m.c.StatusRaw(e.ctx); err == nil {
+			b, _ := json.MarshalIndent(raw, "", "  ")
+			e.t.Logf("status of %s:\n%s", m.name, b)
+		}
+		// A container's stderr (strata's log) comes out on docker's stderr.
+		logs, err := exec.CommandContext(e.ctx, "docker", "logs", "--tail", "60", m.container).CombinedOutput()
+		e.t.Logf("last log lines of %s (%v):\n%s", m.name, err, logs)
+	}
+}
+
 func (e *env) waitHealthy(d time.Duration, names ...string) error {
 	var last string
 	ok := lab.Until(e.ctx, d, func() bool {
@@ -516,6 +535,7 @@ func (e *env) killSupernode() {
 	if !ok {
 		e.rep.add("FAIL", "supernode killed", fmt.Sprintf("docker kill %s; after 30s: %s", victim, desc))
 		e.t.Errorf("leaves of %s did not re-attach: %s", victim, desc)
+		e.explain(e.snapshot(), down)
 	} else {
 		// Searchable again: a former leaf of the victim finds a file held
 		// by a single leaf of another supernode.
