@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -33,6 +34,10 @@ const (
 	lostHold = 5 * time.Second
 	// maxAttachRetry caps the wait before a failing candidate is tried again.
 	maxAttachRetry = 30 * time.Second
+	// refusedHold is how long a supernode that refused the leaf (full,
+	// draining) waits before it is asked again: it is alive, and its slots
+	// come and go, so the wait does not grow.
+	refusedHold = 5 * time.Second
 	// attachCheckEvery is how often a full set is checked for supernodes
 	// that stopped answering.
 	attachCheckEvery = 250 * time.Millisecond
@@ -55,6 +60,7 @@ type attachPlan struct {
 type attachFail struct {
 	count   int
 	retryAt time.Time
+	refused bool // the last attempt was answered with a refusal
 }
 
 func newAttachPlan(seed uint64) *attachPlan {
@@ -108,8 +114,11 @@ func (p *attachPlan) order(now time.Time, cands []proto.PeerInfo, seen []time.Ti
 
 // pick returns up to n candidates to try now: in the order given, without
 // duplicates, without those skip rejects (self, already attached), and
-// without those waiting after a failure.
-func (p *attachPlan) pick(now time.Time, cands []proto.PeerInfo, skip func(proto.PeerID) bool, n int) []proto.PeerInfo {
+// without those waiting after a failure. A leaf with no supernode left
+// (urgent) asks again at once the supernodes that only refused it: it now
+// has a claim on a slot that a leaf with another supernode holds (see
+// supernode.Core.AttachLeaf).
+func (p *attachPlan) pick(now time.Time, cands []proto.PeerInfo, skip func(proto.PeerID) bool, n int, urgent bool) []proto.PeerInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []proto.PeerInfo
@@ -122,7 +131,7 @@ func (p *attachPlan) pick(now time.Time, cands []proto.PeerInfo, skip func(proto
 			continue
 		}
 		seen[c.ID] = true
-		if f := p.fails[c.ID]; f != nil && now.Before(f.retryAt) {
+		if f := p.fails[c.ID]; f != nil && now.Before(f.retryAt) && !(urgent && f.refused) {
 			continue
 		}
 		out = append(out, c)
@@ -133,18 +142,24 @@ func (p *attachPlan) pick(now time.Time, cands []proto.PeerInfo, skip func(proto
 // failed records a refused or unreachable candidate: it waits 1 s, doubling
 // per failure up to maxAttachRetry.
 func (p *attachPlan) failed(now time.Time, id proto.PeerID) {
-	p.hold(now, id, func(count int) time.Duration { return min(time.Second<<min(count-1, 10), maxAttachRetry) })
+	p.hold(now, id, false, func(count int) time.Duration { return min(time.Second<<min(count-1, 10), maxAttachRetry) })
+}
+
+// refused records a candidate that answered with a refusal: it waits
+// refusedHold, however often it refused.
+func (p *attachPlan) refused(now time.Time, id proto.PeerID) {
+	p.hold(now, id, true, func(int) time.Duration { return refusedHold })
 }
 
 // lost records an attachment that ended: the supernode waits lostHold (or
 // longer after repeated failures) before it is tried again.
 func (p *attachPlan) lost(now time.Time, id proto.PeerID) {
-	p.hold(now, id, func(count int) time.Duration {
+	p.hold(now, id, false, func(count int) time.Duration {
 		return max(lostHold, min(time.Second<<min(count-1, 10), maxAttachRetry))
 	})
 }
 
-func (p *attachPlan) hold(now time.Time, id proto.PeerID, wait func(count int) time.Duration) {
+func (p *attachPlan) hold(now time.Time, id proto.PeerID, refused bool, wait func(count int) time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.fails[id]
@@ -157,6 +172,7 @@ func (p *attachPlan) hold(now time.Time, id proto.PeerID, wait func(count int) t
 	}
 	f.count++
 	f.retryAt = now.Add(wait(f.count))
+	f.refused = refused
 }
 
 // attached records a success; the supernode's failures are forgotten.
@@ -354,8 +370,9 @@ func (m *attachManager) tryAll(ctx context.Context, cands []proto.PeerInfo, need
 	skip := func(id proto.PeerID) bool { return id == n.PeerID() || n.attachedTo(id) }
 	tried := map[proto.PeerID]bool{}
 	for added < need && len(tried) < budget && ctx.Err() == nil {
-		batch := m.plan.pick(time.Now(), cands, func(id proto.PeerID) bool { return tried[id] || skip(id) },
-			min(need-added, budget-len(tried)))
+		now := time.Now()
+		batch := m.plan.pick(now, cands, func(id proto.PeerID) bool { return tried[id] || skip(id) },
+			min(need-added, budget-len(tried)), n.liveOthers(nil, now) == 0)
 		if len(batch) == 0 {
 			return added
 		}
@@ -377,7 +394,11 @@ func (m *attachManager) tryAll(ctx context.Context, cands []proto.PeerInfo, need
 			r := <-results
 			if r.err != nil {
 				n.log.Debug("attach failed", zap.Stringer("supernode", r.cand.ID), zap.Error(r.err))
-				m.plan.failed(time.Now(), r.cand.ID)
+				if errors.Is(r.err, errRefused) {
+					m.plan.refused(time.Now(), r.cand.ID)
+				} else {
+					m.plan.failed(time.Now(), r.cand.ID)
+				}
 				n.hosts.Add(time.Now(), r.redirect...)
 				cands = append(cands, r.redirect...)
 				continue

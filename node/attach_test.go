@@ -27,29 +27,54 @@ func TestAttachPlanPick(t *testing.T) {
 	cands := []proto.PeerInfo{sn(1, 5), sn(2, 5), sn(1, 5), sn(3, 5), sn(4, 5)}
 	attached := map[byte]bool{2: true}
 	skip := func(id proto.PeerID) bool { return attached[id[0]] }
-	if got := ids(p.pick(now, cands, skip, 2)); string(got) != "\x01\x03" {
+	if got := ids(p.pick(now, cands, skip, 2, false)); string(got) != "\x01\x03" {
 		t.Fatalf("pick = %v, want [1 3]: in order, without the attached one", got)
 	}
 	// A failed candidate waits 1 s, then 2 s after a second failure.
 	p.failed(now, proto.PeerID{1})
-	if got := ids(p.pick(now.Add(500*time.Millisecond), cands, skip, 5)); string(got) != "\x03\x04" {
+	if got := ids(p.pick(now.Add(500*time.Millisecond), cands, skip, 5, false)); string(got) != "\x03\x04" {
 		t.Fatalf("pick after a failure = %v, want [3 4]", got)
 	}
-	if got := ids(p.pick(now.Add(1100*time.Millisecond), cands, skip, 1)); string(got) != "\x01" {
+	if got := ids(p.pick(now.Add(1100*time.Millisecond), cands, skip, 1, false)); string(got) != "\x01" {
 		t.Fatalf("pick after the wait = %v, want [1]", got)
 	}
 	p.failed(now, proto.PeerID{1})
-	if got := ids(p.pick(now.Add(1500*time.Millisecond), cands, skip, 1)); string(got) != "\x03" {
+	if got := ids(p.pick(now.Add(1500*time.Millisecond), cands, skip, 1, false)); string(got) != "\x03" {
 		t.Fatalf("second failure: %v, want 1 still waiting", got)
 	}
 	// A lost supernode waits lostHold even on its first loss; success forgets.
 	p.lost(now, proto.PeerID{3})
-	if got := ids(p.pick(now.Add(lostHold-time.Millisecond), cands, skip, 5)); string(got) != "\x01\x04" {
+	if got := ids(p.pick(now.Add(lostHold-time.Millisecond), cands, skip, 5, false)); string(got) != "\x01\x04" {
 		t.Fatalf("pick after a loss = %v, want [1 4]", got)
 	}
 	p.attached(proto.PeerID{3})
-	if got := ids(p.pick(now.Add(time.Millisecond), cands, skip, 5)); string(got) != "\x03\x04" {
+	if got := ids(p.pick(now.Add(time.Millisecond), cands, skip, 5, false)); string(got) != "\x03\x04" {
 		t.Fatalf("pick after success = %v, want [3 4] (1 still waiting)", got)
+	}
+}
+
+// A supernode that refused (full) waits refusedHold however often it
+// refused; a leaf left with no supernode asks it again at once, but not one
+// that could not be reached.
+func TestAttachPlanRefused(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newAttachPlan(1)
+	cands := []proto.PeerInfo{sn(1, 0), sn(2, 5)}
+	none := func(proto.PeerID) bool { return false }
+	for range 6 {
+		p.refused(now, proto.PeerID{1})
+	}
+	for range 4 { // 8 s
+		p.failed(now, proto.PeerID{2})
+	}
+	if got := ids(p.pick(now.Add(refusedHold-time.Millisecond), cands, none, 5, false)); len(got) != 0 {
+		t.Fatalf("pick while both wait = %v, want none", got)
+	}
+	if got := ids(p.pick(now.Add(refusedHold), cands, none, 5, false)); string(got) != "\x01" {
+		t.Fatalf("pick after refusedHold = %v, want [1]: six refusals still wait only %v", got, refusedHold)
+	}
+	if got := ids(p.pick(now.Add(time.Millisecond), cands, none, 5, true)); string(got) != "\x01" {
+		t.Fatalf("urgent pick = %v, want [1] (the refusal skipped, the unreachable one still waiting)", got)
 	}
 }
 

@@ -206,6 +206,10 @@ func (a *attachment) end(why string, leaving bool) {
 	})
 }
 
+// errRefused marks an attach that the supernode answered with a refusal
+// (full, draining), as opposed to one that failed to reach it.
+var errRefused = errors.New("refused")
+
 // attach dials a supernode, asks to attach, and uploads every shared file.
 func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []proto.PeerInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -248,7 +252,7 @@ func (n *Node) attach(ctx context.Context, sn proto.PeerInfo) (*attachment, []pr
 	}
 	if !reply.Accepted {
 		_, _, _ = fail(nil)
-		return nil, reply.Redirect, fmt.Errorf("supernode %s refused: %s", sn.ID.Short(), reply.Reason)
+		return nil, reply.Redirect, fmt.Errorf("supernode %s %w: %s", sn.ID.Short(), errRefused, reply.Reason)
 	}
 	_ = st.SetDeadline(time.Time{})
 	sn.Addrs = supernode.Advertised(sn.Addrs, conn.RemoteAddr())

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,7 @@ func TestConsoles(t *testing.T) {
 	t.Run("download", func(t *testing.T) { testDownload(t, b, n) })
 	t.Run("supernode page", func(t *testing.T) { testSupernodePage(t, b, n) })
 	t.Run("network map", func(t *testing.T) { testNetworkMap(t, b, n) })
+	t.Run("promotion panel", func(t *testing.T) { testPromotionPanel(t, b, n) })
 }
 
 // resultNames returns the names in the result table, sorted.
@@ -313,4 +315,39 @@ func testNetworkMap(t *testing.T, b *browser, n *network) {
 	tb.waitJS(15*time.Second, "the expired supernode did not leave the map",
 		`document.querySelectorAll('#map [data-kind="expired"]').length === 0 &&
 		 document.querySelectorAll('#map [data-kind="supernode"]').length === 1`)
+}
+
+// testPromotionPanel: a --role auto node's page shows what the promotion
+// engine measured (cores, index lookups), the gates of its latest decision
+// and the decision history, the same as its status says.
+func testPromotionPanel(t *testing.T, b *browser, n *network) {
+	auto := start(t, "auto", proctest.NodeArgs(t, n.bs.Ready.QUIC, "--role", "auto", "--bench-files", "2000")...)
+	var st node.Status
+	proctest.Eventually(t, 30*time.Second, "the auto node's status has no promotion decision", func() bool {
+		auto.GetJSON("/v1/status", &st)
+		return st.Promotion != nil && st.Promotion.Policy.Measured && len(st.Promotion.Policy.Decisions) > 0
+	})
+	tb := b.open(t, auto.url())
+	tb.waitJS(20*time.Second, "the promotion panel does not show measurements, gates and decisions",
+		`!document.getElementById("promo").hidden && document.getElementById("promo-none").hidden &&
+		 /cores/.test(document.getElementById("promo-capacity").textContent) &&
+		 /index lookups/.test(document.getElementById("promo-capacity").textContent) &&
+		 document.querySelectorAll("#promo-gates li").length > 0 &&
+		 document.querySelectorAll("#decision-rows tr time").length > 0`)
+	auto.GetJSON("/v1/status", &st)
+	decisions := st.Promotion.Policy.Decisions
+	last := decisions[len(decisions)-1]
+	gates := eval[[]string](tb, `[...document.querySelectorAll("#promo-gates li")].map(li => li.textContent)`)
+	if len(gates) != len(last.Gates) {
+		t.Errorf("the page shows %d gates %q, the latest decision has %d", len(gates), gates, len(last.Gates))
+	}
+	for _, g := range last.Gates {
+		if !slices.ContainsFunc(gates, func(s string) bool { return strings.Contains(s, g.Name+": ") }) {
+			t.Errorf("gate %q is not on the page: %q", g.Name, gates)
+		}
+	}
+	if why := eval[string](tb, `document.querySelector("#decision-rows tr td:last-child").textContent`); why == "" {
+		t.Error("the newest decision row gives no reason")
+	}
+	tb.screenshot("node-promotion")
 }
