@@ -15,9 +15,11 @@ router)
   pubip=$1 pubgw=$2
   pub=$(ip -o -4 addr show | awk -v ip="$pubip" '$4 ~ "^"ip"/" {print $2}')
   [ -n "$pub" ] || { echo "router: no interface holds $pubip" >&2; exit 1; }
+  # Nothing is forwarded until the NAT rule is in: a packet forwarded
+  # without it leaves a conntrack entry without NAT that its flow keeps alive.
+  ipt -P FORWARD DROP
   ip route replace default via "$pubgw" dev "$pub"
   ipt -t nat -A POSTROUTING -o "$pub" -j MASQUERADE
-  ipt -P FORWARD DROP
   ipt -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   ipt -A FORWARD ! -i "$pub" -o "$pub" -j ACCEPT
   # Anything else coming in from the public side is an inbound connection

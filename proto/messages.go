@@ -196,7 +196,7 @@ type Hit struct {
 	Entry  FileEntry `json:"file"`
 	Holder PeerInfo  `json:"holder"`
 	Hops   uint8     `json:"hops"` // supernode hops from the asker's supernode
-	// Via is set when the holder is unreachable: the supernode it is
+	// Via is set when the holder is not known to be reachable: the supernode it is
 	// attached to, which pushes, punches or relays to it for whoever
 	// presents the ticket (the asker need not share that supernode).
 	Via *Via `json:"via,omitempty"`

@@ -484,7 +484,7 @@ func (c *Core) answer(now time.Time, q Search, limit int, hops uint8, skip proto
 		}
 		h.Load = proto.Load{}
 		hit := proto.Hit{Entry: e, Holder: h, Hops: hops}
-		if owner != SelfHandle && h.Reachable == proto.ReachUnreachable {
+		if owner != SelfHandle && h.Reachable != proto.ReachPublic { // unreachable, or not known to be reachable
 			if vias[h.ID] == nil {
 				ticket, exp := c.tickets.issue(now, h.ID)
 				self := c.self

@@ -7,9 +7,9 @@ import (
 	"github.com/strata-p2p/strata/proto"
 )
 
-// Hits for an unreachable leaf carry the supernode and a ticket that it
-// accepts for that leaf only, until it expires; a reachable leaf's hits
-// carry none.
+// Hits for an unreachable leaf (or one whose reachability is not known yet)
+// carry the supernode and a ticket that it accepts for that leaf only, until
+// it expires; a reachable leaf's hits carry none.
 func TestHitTicketsForUnreachableLeaves(t *testing.T) {
 	c := NewCore(Config{}, peer(1))
 	hidden := peer(100)
@@ -20,10 +20,19 @@ func TestHitTicketsForUnreachableLeaves(t *testing.T) {
 	if _, err := c.AddShares(hidden.ID, []proto.FileEntry{entry(1, "hidden song.mp3"), entry(2, "hidden tune.mp3")}); err != nil {
 		t.Fatal(err)
 	}
-	open := attach(t, c, 101, entry(3, "open song.mp3"))
+	reachable := peer(101)
+	reachable.Reachable = proto.ReachPublic
+	if _, _, err := c.AttachLeaf(t0, reachable, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddShares(reachable.ID, []proto.FileEntry{entry(3, "open song.mp3")}); err != nil {
+		t.Fatal(err)
+	}
+	open := reachable.ID
+	unknown := attach(t, c, 103, entry(4, "unknown song.mp3")) // no dial-back result yet
 	asker := attach(t, c, 102)
 	hits, _, err := c.StartSearch(t0, asker, proto.Query{ID: proto.QueryID{1}, TTL: 1, Text: "song"})
-	if err != nil || len(hits) != 2 {
+	if err != nil || len(hits) != 3 {
 		t.Fatalf("search: %v %v", hits, err)
 	}
 	var via *proto.Via
@@ -34,6 +43,10 @@ func TestHitTicketsForUnreachableLeaves(t *testing.T) {
 		case open:
 			if h.Via != nil {
 				t.Errorf("a reachable holder's hit carries a ticket: %+v", h.Via)
+			}
+		case unknown:
+			if h.Via == nil {
+				t.Error("the hit of a holder not known to be reachable carries no ticket")
 			}
 		}
 	}

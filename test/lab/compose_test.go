@@ -355,13 +355,34 @@ func TestComposeLab(t *testing.T) {
 	for n, st := range e.snapshot() {
 		before[n] = st.PeerID
 	}
-	// The router first: a fresh network namespace, no NAT state left from
-	// earlier runs.
-	cs := []string{"strata-router"}
+	// The router first, with the nodes behind it stopped: a restarted
+	// router forwards for a moment before its NAT rule is in, and a home
+	// node's packets in that moment leave conntrack entries without NAT,
+	// which the node's own traffic then keeps alive (seen: a NATed node cut
+	// off from a bootstrap for minutes). Then every strata container.
+	var home, cs []string
 	for _, n := range order {
+		if e.members[n].behindNAT {
+			home = append(home, e.members[n].container)
+		}
 		cs = append(cs, e.members[n].container)
 	}
 	t0 := time.Now()
+	if len(home) > 0 {
+		if _, err := docker(ctx, append([]string{"stop", "-t", "3"}, home...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := docker(ctx, "restart", "-t", "3", "strata-router"); err != nil {
+		t.Fatal(err)
+	}
+	routerUp := lab.Until(ctx, 30*time.Second, func() bool {
+		out, err := docker(ctx, "inspect", "-f", "{{.State.Health.Status}}", "strata-router")
+		return err == nil && out == "healthy"
+	})
+	if !routerUp {
+		t.Fatal("the router was not healthy (NAT rules in) 30s after its restart")
+	}
 	if _, err := docker(ctx, append([]string{"restart", "-t", "3"}, cs...)...); err != nil {
 		t.Fatal(err)
 	}
