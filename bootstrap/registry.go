@@ -92,6 +92,7 @@ func (r *Registry) Register(now time.Time, id proto.PeerID, addrs []string, obse
 		Peers:           r.sample(now, id, r.cfg.MeshPeers),
 		HeartbeatMillis: uint32(r.cfg.Heartbeat / time.Millisecond),
 		ExpiryMillis:    uint32(r.cfg.Expiry / time.Millisecond),
+		Addrs:           slices.Clone(e.addrs),
 	}, nil
 }
 

@@ -111,11 +111,16 @@ func TestRegisterAddresses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRegistry(t, Config{})
-			if _, err := r.Register(t0, pid(1), tc.addrs, tc.observed, proto.Load{}); err != nil {
+			reply, err := r.Register(t0, pid(1), tc.addrs, tc.observed, proto.Load{})
+			if err != nil {
 				t.Fatal(err)
 			}
 			if got := r.Snapshot(t0).Supernodes[0].Addrs; !slices.Equal(got, tc.want) {
 				t.Fatalf("addrs = %q, want %q", got, tc.want)
+			}
+			// The supernode is told the addresses it is handed out under.
+			if !slices.Equal(reply.Addrs, tc.want) {
+				t.Fatalf("reply addrs = %q, want %q", reply.Addrs, tc.want)
 			}
 		})
 	}

@@ -564,6 +564,23 @@ func (n *Node) becomeSupernode(ctx context.Context, why string) {
 	n.goRun(func() { n.heartbeatLoop(hbCtx, rt) })
 }
 
+// learnAddrs takes, for a node bound to a wildcard address, the host a
+// bootstrap server saw it at (its RegisterReply.Addrs), so that what the
+// supernode advertises itself (in hits' Via, to its mesh) can be dialled.
+func (n *Node) learnAddrs(addrs []string) {
+	host, _, _ := net.SplitHostPort(n.tr.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() || len(addrs) == 0 {
+		return
+	}
+	if h, _, err := net.SplitHostPort(addrs[0]); err == nil {
+		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+			n.mu.Lock()
+			n.observed = addrs[0]
+			n.mu.Unlock()
+		}
+	}
+}
+
 // heartbeatLoop registers with every bootstrap server and feeds the mesh
 // peers they return to the supernode.
 func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
@@ -599,6 +616,7 @@ func (n *Node) heartbeatLoop(ctx context.Context, rt *supernode.Runtime) {
 			})
 			for addr, r := range replies {
 				warned = false
+				n.learnAddrs(r.Addrs)
 				rt.With(func(c *supernode.Core) { c.Learn(time.Now(), r.Peers) })
 				n.hosts.Add(time.Now(), r.Peers...)
 				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -369,6 +369,30 @@ func (n *Node) viaOf(id proto.PeerID) (proto.Via, bool) {
 	return v, ok && v.Expires > time.Now().Unix()
 }
 
+// dialable returns p with the addresses that can be dialled: those with an
+// unspecified host (a supernode bound to a wildcard that has not learnt its
+// address yet) are replaced by what the host cache knows of p, which came
+// from bootstrap servers that saw where p is.
+func (n *Node) dialable(p proto.PeerInfo) proto.PeerInfo {
+	var ok []string
+	for _, a := range p.Addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+				ok = append(ok, a)
+			}
+		}
+	}
+	if len(ok) == 0 {
+		for _, e := range n.hosts.Infos() {
+			if e.ID == p.ID {
+				ok = e.Addrs
+			}
+		}
+	}
+	p.Addrs = ok
+	return p
+}
+
 // connectVia is a supernode that may connect us to a target: one of ours,
 // or the target's own, dialled for this with the ticket of a hit.
 type connectVia struct {
@@ -416,7 +440,7 @@ func (n *Node) viaSupernodes(ctx context.Context, target proto.PeerID, ask func(
 		return noop, errors.Join(errs...)
 	}
 	dctx, cancel := context.WithTimeout(ctx, attachDialTimeout)
-	s, err := n.dialDirect(dctx, via.Supernode, 0)
+	s, err := n.dialDirect(dctx, n.dialable(via.Supernode), 0)
 	cancel()
 	if err != nil {
 		return noop, errors.Join(append(errs, fmt.Errorf("the holder's supernode %s: %w", via.Supernode.ID.Short(), err))...)

@@ -36,7 +36,7 @@ func sampleMessages() []Message {
 		&JoinRequest{Role: RoleLeaf},
 		&JoinReply{Supernodes: List[PeerInfo]{samplePeer()}, Become: RoleSupernode, ObservedAddr: "127.0.0.1:5555"},
 		&Register{Addrs: []string{"127.0.0.1:7401"}, Load: Load{Leaves: 1, Capacity: 10}},
-		&RegisterReply{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, HeartbeatMillis: 1000, ExpiryMillis: 3500},
+		&RegisterReply{Peers: List[PeerInfo]{samplePeer(), samplePeer()}, HeartbeatMillis: 1000, ExpiryMillis: 3500, Addrs: Addrs{"192.0.2.9:7400"}},
 		&Topology{Neighbours: PeerIDs{{1}, {2}}, Leaves: PeerIDs{{3}}},
 		&Attach{Files: 3, Others: 1}, &LeafState{Others: 2},
 		&AttachReply{Accepted: false, Reason: "full", Redirect: List[PeerInfo]{samplePeer()}},

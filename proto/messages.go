@@ -127,6 +127,10 @@ type RegisterReply struct {
 	Peers           List[PeerInfo]
 	HeartbeatMillis uint32
 	ExpiryMillis    uint32
+	// Addrs are the supernode's addresses as the bootstrap hands them out
+	// (an unspecified host replaced by the one the request came from): a
+	// supernode bound to a wildcard learns from them where it is reached.
+	Addrs Addrs
 }
 
 // Topology tells a bootstrap server a supernode's neighbours and leaves, for

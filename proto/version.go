@@ -7,13 +7,22 @@ package proto
 //
 //	1 — first version: hello, error, ping, bootstrap join/register, attach,
 //	    share add/remove, query/hits, peer lists.
+//	2 — reachability in the hello and in hits (with Via: the holder's
+//	    supernode and a ticket), topology reports, the promotion messages
+//	    (check-in, probes, move), the reachability messages (reach, connect,
+//	    relay), Attach.Others and LeafState, RegisterReply.Addrs. Fields were
+//	    added to messages of version 1, whose field lists are fixed, so
+//	    version 2 does not speak version 1: the ALPN changed with it, and a
+//	    version-1 node is refused in the TLS handshake ("no application
+//	    protocol") instead of failing on a frame it cannot decode.
 const (
-	MinVersion uint16 = 1
-	MaxVersion uint16 = 1
+	MinVersion uint16 = 2
+	MaxVersion uint16 = 2
 )
 
-// ALPN is the TLS application protocol every Strata QUIC connection negotiates.
-const ALPN = "strata/1"
+// ALPN is the TLS application protocol every Strata QUIC connection
+// negotiates; it names the protocol version.
+const ALPN = "strata/2"
 
 // NegotiateVersion returns the highest version in both ranges, or false when
 // they do not overlap.
