@@ -740,7 +740,12 @@ func (e *env) behindNAT(a *member) {
 	}
 
 	// Inbound: a public leaf fetches what only the NATed leaf has, and
-	// what only the firewalled leaf has.
+	// what only the firewalled leaf has. Each run's download is shared by
+	// the downloader afterwards, so a lab that has run the test before may
+	// hold no such file: one is written for the test then.
+	if in.Name == "" {
+		in = e.freshFile(nat)
+	}
 	e.servesInbound(a, nat, in, "NATed peer serves", "strata-router", "the router")
 	for _, m := range e.nodes() {
 		if !m.firewall {
@@ -753,8 +758,32 @@ func (e *env) behindNAT(a *member) {
 				break
 			}
 		}
+		if only.Name == "" {
+			only = e.freshFile(m)
+		}
 		e.servesInbound(a, m, only, "firewalled peer serves", m.container, m.name+"'s firewall")
 	}
+}
+
+// freshFile writes random bytes into m's share folder (its image has a
+// shell) and waits until m shares them; a zero entry if it cannot.
+func (e *env) freshFile(m *member) proto.FileEntry {
+	name := fmt.Sprintf("lab-test %s %d.bin", m.name, time.Now().UnixNano())
+	if _, err := docker(e.ctx, "exec", m.container, "sh", "-c", `head -c 300000 /dev/urandom > "/data/share/`+name+`"`); err != nil {
+		e.t.Logf("writing a file for %s: %v", m.name, err)
+		return proto.FileEntry{}
+	}
+	var f proto.FileEntry
+	lab.Until(e.ctx, 15*time.Second, func() bool {
+		fs, err := m.c.Shares(e.ctx)
+		for _, x := range fs {
+			if x.Name == name && err == nil {
+				f = x
+			}
+		}
+		return f.Name != ""
+	})
+	return f
 }
 
 // servesInbound: a downloads f, which only target holds, while target
