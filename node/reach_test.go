@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-p2p/strata/internal/hostcache"
 	"github.com/strata-p2p/strata/internal/identity"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -41,5 +42,25 @@ func TestRememberViaBoundedAndExpiring(t *testing.T) {
 	n.rememberVia(proto.Hit{Holder: proto.PeerInfo{ID: proto.PeerID{4}}, Via: &proto.Via{Supernode: proto.PeerInfo{ID: n.PeerID()}, Expires: later}})
 	if _, ok := n.viaOf(proto.PeerID{4}); ok {
 		t.Error("a via naming this node itself is kept")
+	}
+}
+
+// A Via naming a supernode only at a wildcard address (one that has not
+// learnt where it is reached) is dialled at the host cache's addresses for
+// it; usable addresses are kept as they are.
+func TestDialableReplacesWildcardAddresses(t *testing.T) {
+	n := &Node{hosts: hostcache.New(hostcache.Config{})}
+	sn := proto.PeerID{7}
+	n.hosts.Add(time.Now(), proto.PeerInfo{ID: sn, Addrs: []string{"10.77.0.12:7400"}, Role: proto.RoleSupernode})
+	got := n.dialable(proto.PeerInfo{ID: sn, Addrs: []string{"[::]:7400", "0.0.0.0:7400"}}).Addrs
+	if len(got) != 1 || got[0] != "10.77.0.12:7400" {
+		t.Fatalf("dialable addrs %q, want the host cache's [10.77.0.12:7400]", got)
+	}
+	got = n.dialable(proto.PeerInfo{ID: sn, Addrs: []string{"[::]:7400", "192.0.2.4:7400"}}).Addrs
+	if len(got) != 1 || got[0] != "192.0.2.4:7400" {
+		t.Fatalf("dialable addrs %q, want the usable one [192.0.2.4:7400]", got)
+	}
+	if got = n.dialable(proto.PeerInfo{ID: proto.PeerID{8}, Addrs: []string{"[::]:7400"}}).Addrs; len(got) != 0 {
+		t.Fatalf("an unknown supernode at a wildcard: %q, want no address", got)
 	}
 }
