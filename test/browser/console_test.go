@@ -298,6 +298,9 @@ func testNetworkMap(t *testing.T, b *browser, n *network) {
 		if len(peers) != 2 {
 			t.Errorf("%d distinct leaves on the map after a supernode joined, want 2: %q", len(peers), peers)
 		}
+		if got := eval[string](tb, `document.getElementById("total-leaves").textContent`); got != "2" {
+			t.Errorf("the total says %q leaves after a supernode joined, want 2 (leaves, not sessions)", got)
+		}
 	} else if c = readMap(tb); c.Leaves < 2 || c.Leaves > 4 {
 		t.Errorf("%d leaf dots on the map after a supernode joined, want 2 to 4 (two leaves, one or two supernodes each)", c.Leaves)
 	}

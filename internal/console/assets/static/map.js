@@ -127,7 +127,11 @@ function update(net) {
     if (localHistory.length > LOCAL_HISTORY) localHistory.shift();
   }
   if (localEvents.length > 200) localEvents.splice(0, localEvents.length - 200);
-  renderTotals(net, sns, leaves);
+  // With the topology, a leaf attached to several supernodes (--supernodes)
+  // is one leaf: count peers, and say how many sessions they hold.
+  const distinct = mode === "topology" ? allLeaves.size + net.supernodes.reduce((a, s) =>
+    a + Math.max(0, (s.load.leaves || 0) - s.leaves.length), 0) : leaves;
+  renderTotals(net, sns, distinct, leaves);
   renderNodes(now);
   settle();
   renderChart(net.history ? [...net.history, { at: new Date(now).toISOString(), ratio: sns ? leaves / sns : 0 }] : localHistory);
@@ -332,10 +336,11 @@ function draw() {
   $("map").setAttribute("viewBox", `${(cx - w / 2).toFixed(0)} ${(cy - h / 2).toFixed(0)} ${w.toFixed(0)} ${h.toFixed(0)}`);
 }
 
-function renderTotals(net, sns, leaves) {
+function renderTotals(net, sns, leaves, sessions) {
   const cap = net.supernodes.reduce((a, s) => a + (s.load.capacity || 0), 0);
   text("total-supernodes", sns);
   text("total-leaves", leaves);
+  text("total-sessions", sessions !== leaves ? ` (${plural(sessions, "session")}: a leaf keeps several supernodes)` : "");
   text("total-links", mode === "topology" ? links.length : "—");
   text("total-capacity", cap);
   text("total-ratio", sns ? (leaves / sns).toFixed(1) : "—");
