@@ -466,11 +466,12 @@ func (s Search) String() string {
 }
 
 // answer searches the index for q, skipping files held by skip. A hit for
-// an unreachable leaf carries this supernode and a ticket (proto.Via), so
-// the asker can have it pushed, punched or relayed from anywhere.
+// a leaf not known to be reachable carries this supernode and a ticket
+// (proto.Via), so the asker can have it pushed, punched or relayed from
+// anywhere.
 func (c *Core) answer(now time.Time, q Search, limit int, hops uint8, skip proto.PeerID) []proto.Hit {
 	var hits []proto.Hit
-	vias := map[proto.PeerID]*proto.Via{} // a holder's files share one
+	var vias map[proto.PeerID]*proto.Via // a holder's files share one; made when first needed
 	visit := c.idx.Search
 	if q.q == nil {
 		visit = func(_ *index.Query, limit int, fn func(uint32, proto.FileEntry) bool) {
@@ -485,6 +486,9 @@ func (c *Core) answer(now time.Time, q Search, limit int, hops uint8, skip proto
 		h.Load = proto.Load{}
 		hit := proto.Hit{Entry: e, Holder: h, Hops: hops}
 		if owner != SelfHandle && h.Reachable != proto.ReachPublic { // unreachable, or not known to be reachable
+			if vias == nil {
+				vias = map[proto.PeerID]*proto.Via{}
+			}
 			if vias[h.ID] == nil {
 				ticket, exp := c.tickets.issue(now, h.ID)
 				self := c.self

@@ -287,17 +287,15 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 	r.mu.Lock()
 	var redirect []proto.PeerInfo
 	var err error
+	var evictedLS *leafStream
 	if r.draining != "" {
 		redirect, err = r.core.redirects(proto.MaxPeers), proto.Errorf(proto.CodeRefused, "this supernode is %s", r.draining)
 	} else {
 		var evicted proto.PeerID
 		redirect, evicted, err = r.core.AttachLeaf(r.cfg.Now(), info, int(m.Others))
 		if !evicted.IsZero() {
-			// Its slot went to a leaf with no other supernode: tell it
-			// goodbye; it keeps its other supernode.
-			if old := r.leaves[evicted]; old != nil {
+			if evictedLS = r.leaves[evicted]; evictedLS != nil {
 				delete(r.leaves, evicted)
-				go old.evict("slot given to a leaf with no other supernode")
 			}
 			r.log.Info("leaf slot reclaimed", zap.Stringer("leaf", evicted), zap.Stringer("for", info.ID))
 		}
@@ -307,6 +305,11 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 		r.leaves[info.ID] = ls
 	}
 	r.mu.Unlock()
+	if evictedLS != nil {
+		// Its slot went to this leaf, which has no other supernode: it is
+		// told goodbye and keeps its other supernode.
+		evictedLS.evict("slot given to a leaf with no other supernode")
+	}
 	if err != nil {
 		_ = st.Send(&proto.AttachReply{Accepted: false, Reason: err.Error(), Redirect: redirect})
 		st.Finish()
@@ -349,6 +352,17 @@ func (r *Runtime) serveLeaf(s *session.Session, st *session.Stream, m *proto.Att
 					write(func() { st.Fail(err) })
 				}
 			}
+			write(st.Finish)
+			return
+		}
+		// A session replaced by the leaf's newer one (a re-attach) or whose
+		// slot was reclaimed ends here, so it never touches the index entry
+		// that is no longer its own.
+		r.mu.Lock()
+		current := r.leaves[info.ID] == ls
+		r.mu.Unlock()
+		if !current {
+			reason = "replaced"
 			write(st.Finish)
 			return
 		}

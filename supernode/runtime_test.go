@@ -279,3 +279,40 @@ func TestLeafSessionPeerListAndGoodbye(t *testing.T) {
 		t.Fatal("Close did not return after the leaf hung up")
 	}
 }
+
+// TestReplacedLeafSessionIsInert: a leaf that attaches again (a new session
+// stream) replaces its old session; what arrives on the old stream no longer
+// changes the index, and the old stream is ended.
+func TestReplacedLeafSessionIsInert(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := memnet.NewNetwork(1)
+	a := newHost(t, ctx, n, 1, supernode.Config{MeshDegree: 1})
+	old := newLeaf(t, ctx, n, 101, a, entry(1, "first session song.mp3"))
+	defer old.Close()
+	st, err := old.Sess.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := supernode.AttachAndUpload(st, 0, []proto.FileEntry{entry(2, "second session song.mp3")}); err != nil || !r.Accepted {
+		t.Fatalf("re-attach: %+v %v", r, err)
+	}
+	files := func() uint32 {
+		var f uint32
+		a.RT.With(func(c *supernode.Core) { f = c.Load().IndexFiles })
+		return f
+	}
+	waitFor(t, 5*time.Second, "the new session's file was not indexed", func() bool { return files() == 1 })
+	if err := old.St.Send(&proto.ShareAdd{Entries: proto.List[proto.FileEntry]{entry(3, "stale session song.mp3")}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.St.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err := old.St.Recv(); err != nil {
+			break // the supernode ended the old stream
+		}
+	}
+	if got := files(); got != 1 {
+		t.Fatalf("index holds %d files after a ShareAdd on the replaced session, want 1", got)
+	}
+}
