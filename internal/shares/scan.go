@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-p2p/strata/internal/media"
+	"github.com/strata-p2p/strata/internal/piecehash"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -398,7 +399,7 @@ func (h *hasher) hash(ctx context.Context, f io.Reader, path string, size uint64
 			}
 			return nil, err
 		}
-		pieces = append(pieces, proto.HashPiece(b))
+		pieces = append(pieces, piecehash.Sum(b))
 		left -= uint64(len(b))
 		*done += int64(len(b))
 		h.l.hashedBytes.Add(int64(len(b)))

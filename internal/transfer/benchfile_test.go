@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bufio"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -23,9 +24,10 @@ type benchFile struct {
 
 // benchFiles holds the source files of this test process.
 type benchFiles struct {
-	mu    sync.Mutex
-	dir   string
-	files map[int64]*benchFile
+	mu     sync.Mutex
+	dir    string
+	shared bool // dir is STRATA_BENCH_SOURCES: kept for the next process
+	files  map[int64]*benchFile
 }
 
 // sources is the process's set of benchmark source files: test-only state,
@@ -33,7 +35,10 @@ type benchFiles struct {
 var sources benchFiles
 
 // sourceFile returns a file of size pseudo-random bytes, writing it on
-// first use.
+// first use. With STRATA_BENCH_SOURCES set to a folder (tools/bench.d/
+// transfer.sh sets it, running each implementation in its own process),
+// a file an earlier process wrote there is read and hashed instead, so
+// every process serves the same bytes, already on disk.
 func sourceFile(b *testing.B, size int64) *benchFile {
 	b.Helper()
 	sources.mu.Lock()
@@ -42,27 +47,50 @@ func sourceFile(b *testing.B, size int64) *benchFile {
 		return f
 	}
 	if sources.dir == "" {
-		dir, err := os.MkdirTemp("", "strata-transfer-bench-")
-		if err != nil {
+		if dir := os.Getenv("STRATA_BENCH_SOURCES"); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatalf("STRATA_BENCH_SOURCES: %v", err)
+			}
+			sources.dir, sources.shared = dir, true
+		} else {
+			dir, err := os.MkdirTemp("", "strata-transfer-bench-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sources.dir = dir
+		}
+		if err := os.Chmod(sources.dir, 0o755); err != nil { // nginx may read as another user
 			b.Fatal(err)
 		}
-		if err := os.Chmod(dir, 0o755); err != nil { // nginx may read as another user
-			b.Fatal(err)
-		}
-		sources.dir, sources.files = dir, map[int64]*benchFile{}
+		sources.files = map[int64]*benchFile{}
 	}
 	f := &benchFile{path: filepath.Join(sources.dir, "source-"+strconv.FormatInt(size, 10)+".bin"), size: size}
-	out, err := os.OpenFile(f.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if fi, err := os.Stat(f.path); err == nil && fi.Size() == size && sources.shared {
+		f.pieces = hashFile(b, f.path)
+	} else {
+		f.pieces = writeSource(b, f.path, size)
+	}
+	f.cid = proto.ContentIDOf(uint64(size), f.pieces)
+	sources.files[size] = f
+	return f
+}
+
+// writeSource writes size pseudo-random bytes to path, fsyncs them and
+// returns their piece hashes.
+func writeSource(b *testing.B, path string, size int64) []proto.PieceHash {
+	tmp := path + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		b.Fatal(err)
 	}
 	w := bufio.NewWriterSize(out, 1<<20)
 	rng := rand.NewChaCha8([32]byte{byte(size >> 20), 7})
 	buf := make([]byte, proto.PieceSize)
+	var pieces []proto.PieceHash
 	for left := size; left > 0; left -= int64(len(buf)) {
 		p := buf[:min(left, int64(len(buf)))]
 		_, _ = rng.Read(p)
-		f.pieces = append(f.pieces, proto.HashPiece(p))
+		pieces = append(pieces, proto.HashPiece(p))
 		if _, err := w.Write(p); err != nil {
 			b.Fatal(err)
 		}
@@ -70,19 +98,50 @@ func sourceFile(b *testing.B, size int64) *benchFile {
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
 	}
+	// On disk before any timed run: otherwise the kernel writes the new
+	// file back during the first implementation's run, taking CPU and disk
+	// from that run only.
+	if err := out.Sync(); err != nil {
+		b.Fatal(err)
+	}
 	if err := out.Close(); err != nil {
 		b.Fatal(err)
 	}
-	f.cid = proto.ContentIDOf(uint64(size), f.pieces)
-	sources.files[size] = f
-	return f
+	if err := os.Rename(tmp, path); err != nil {
+		b.Fatal(err)
+	}
+	return pieces
 }
 
-// cleanupBenchFiles removes the source files (TestMain calls it).
+// hashFile returns the piece hashes of the file at path.
+func hashFile(b *testing.B, path string) []proto.PieceHash {
+	in, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	buf := make([]byte, proto.PieceSize)
+	var pieces []proto.PieceHash
+	for {
+		n, err := io.ReadFull(in, buf)
+		if n > 0 {
+			pieces = append(pieces, proto.HashPiece(buf[:n]))
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return pieces
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// cleanupBenchFiles removes the source files (TestMain calls it), unless
+// they are STRATA_BENCH_SOURCES's, which the caller removes.
 func cleanupBenchFiles() {
 	sources.mu.Lock()
 	defer sources.mu.Unlock()
-	if sources.dir != "" {
+	if sources.dir != "" && !sources.shared {
 		_ = os.RemoveAll(sources.dir)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/strata-p2p/strata/internal/atomicfile"
+	"github.com/strata-p2p/strata/internal/piecehash"
 	"github.com/strata-p2p/strata/internal/session"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -452,7 +453,7 @@ func verifyPart(ctx context.Context, f *os.File, size uint64, pieces []proto.Pie
 			return nil, ctx.Err()
 		}
 		n := pieceLen(size, i)
-		if k, _ := f.ReadAt(buf[:n], int64(i)*proto.PieceSize); k == n && proto.HashPiece(buf[:n]) == pieces[i] {
+		if k, _ := f.ReadAt(buf[:n], int64(i)*proto.PieceSize); k == n && piecehash.Sum(buf[:n]) == pieces[i] {
 			have[i] = true
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/strata-p2p/strata/internal/piecehash"
 	"github.com/strata-p2p/strata/internal/shares"
 	"github.com/strata-p2p/strata/proto"
 )
@@ -119,7 +120,7 @@ func sameContent(path string, cid proto.ContentID, size uint64) bool {
 		if _, err := io.ReadFull(f, buf[:l]); err != nil {
 			return false
 		}
-		hashes[i] = proto.HashPiece(buf[:l])
+		hashes[i] = piecehash.Sum(buf[:l])
 	}
 	return proto.ContentIDOf(size, hashes) == cid
 }
