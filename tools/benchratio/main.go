@@ -7,7 +7,11 @@
 //	  -pair 'throughput|BenchmarkStreamThroughput/impl=strata|BenchmarkStreamThroughput/impl=quic-go-default|MB/s|>=0.95'
 //
 // A pair is label|ours|baseline|unit[|target], target being ">=X" or "<=X"
-// on the ratio ours/baseline. ours or baseline may be Name@unit to compare
+// on the ratio ours/baseline (of the two medians). Where both sides have
+// the same number of runs, PAIRED is also the median of the run-by-run
+// ratios (run k of ours over run k of the baseline: the same round when a
+// script runs each implementation once per round), which a slow spell of
+// the machine shifts less; the target is judged on the ratio of medians. ours or baseline may be Name@unit to compare
 // two metrics of one benchmark (e.g. a latency beside a round trip it
 // measured in the same run). Unmatched benchmark lines are echoed so no
 // figure is hidden.
@@ -90,7 +94,7 @@ func main() {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	if len(ps) > 0 {
-		fmt.Fprintln(tw, "COMPARISON\tUNIT\tOURS\tBASELINE\tRATIO\tTARGET\tRUNS")
+		fmt.Fprintln(tw, "COMPARISON\tUNIT\tOURS\tBASELINE\tRATIO\tPAIRED\tTARGET\tRUNS")
 	}
 	for _, p := range ps {
 		f := strings.Split(p, "|")
@@ -100,7 +104,7 @@ func main() {
 		}
 		a, b := lookup(samples, f[1], f[3]), lookup(samples, f[2], f[3])
 		if len(a) == 0 || len(b) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\tmissing\tmissing\t-\t-\t%d/%d\n", f[0], f[3], len(a), len(b))
+			fmt.Fprintf(tw, "%s\t%s\tmissing\tmissing\t-\t-\t-\t%d/%d\n", f[0], f[3], len(a), len(b))
 			continue
 		}
 		ma, mb := median(a), median(b)
@@ -116,13 +120,13 @@ func main() {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.3f\t%s\t%d\n", f[0], f[3], ma, mb, ratio, target, len(a))
+		fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%.3f\t%s\t%s\t%d\n", f[0], f[3], ma, mb, ratio, paired(a, b), target, len(a))
 	}
 	if *all {
 		if len(ps) > 0 {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
 		}
-		fmt.Fprintln(tw, "BENCHMARK\tUNIT\tMEDIAN\tRUNS\t\t\t")
+		fmt.Fprintln(tw, "BENCHMARK\tUNIT\tMEDIAN\tRUNS\t\t\t\t")
 		names := make([]string, 0, len(samples))
 		for n := range samples {
 			names = append(names, n)
@@ -135,11 +139,27 @@ func main() {
 			}
 			sort.Strings(units)
 			for _, u := range units {
-				fmt.Fprintf(tw, "%s\t%s\t%.4g\t%d\t\t\t\n", n, u, median(samples[n][u]), len(samples[n][u]))
+				fmt.Fprintf(tw, "%s\t%s\t%.4g\t%d\t\t\t\t\n", n, u, median(samples[n][u]), len(samples[n][u]))
 			}
 		}
 	}
 	_ = tw.Flush()
+}
+
+// paired is the median of a[k]/b[k], or "-" when the sides have different
+// numbers of runs (or a baseline run is zero).
+func paired(a, b []float64) string {
+	if len(a) != len(b) {
+		return "-"
+	}
+	r := make([]float64, len(a))
+	for k := range a {
+		if b[k] == 0 {
+			return "-"
+		}
+		r[k] = a[k] / b[k]
+	}
+	return fmt.Sprintf("%.3f", median(r))
 }
 
 // lookup returns the samples of name (or name@unit, overriding unit).

@@ -22,6 +22,12 @@ PASS`
 	if got := lookup(s, "BenchmarkX/impl=a@ns/op", "MB/s"); median(got) != 200 {
 		t.Fatalf("name@unit lookup = %v, want the ns/op samples", got)
 	}
+	if got := paired([]float64{10, 20, 90}, []float64{20, 10, 100}); got != "0.900" {
+		t.Fatalf("paired = %s, want the median of 0.5, 2, 0.9", got)
+	}
+	if got := paired([]float64{1, 2}, []float64{1}); got != "-" {
+		t.Fatalf("paired with unequal runs = %s, want -", got)
+	}
 	if ok, _ := meets(0.96, ">=0.95"); !ok {
 		t.Fatal("0.96 should meet >=0.95")
 	}
