@@ -13,6 +13,8 @@
 // root also ROOT. Tests check every path against github.com/zeebo/blake3.
 package piecehash
 
+//go:generate go run gen.go -o compress16_amd64.s
+
 import (
 	"encoding/binary"
 	"unsafe"
@@ -47,18 +49,24 @@ func Sum(b []byte) proto.PieceHash {
 	if !haveAVX512 || len(b) != proto.PieceSize {
 		return proto.HashPiece(b)
 	}
-	return sumPiece(b, compress16)
+	return sumPiece(b, true)
 }
 
-// compressor runs BLAKE3's compression function for 16 lanes: lane l's
-// message is the blocks consecutive 64-byte blocks at in[l*stride:],
-// its chaining value starts at the IV, and the chaining values after the
-// last block go to out[word][lane].
-type compressor func(in *byte, stride, blocks uintptr, p *params, out *[8][lanes]uint32)
-
-// sumPiece hashes a whole piece with c.
-func sumPiece(b []byte, c compressor) proto.PieceHash {
+// sumPiece hashes a whole piece with compress16 (asm) or compressGeneric.
+// Both run BLAKE3's compression function for 16 lanes: lane l's message is
+// the blocks (1 to 16) consecutive 64-byte blocks at in[l*stride:], its
+// chaining value starts at the IV, and the chaining values after the last
+// block go to out[word][lane]. They are called directly, not through a
+// func value, so that the buffers below stay on the stack.
+func sumPiece(b []byte, asm bool) proto.PieceHash {
 	_ = b[proto.PieceSize-1]
+	c := func(in *byte, stride, blocks uintptr, p *params, out *[8][lanes]uint32) {
+		if asm {
+			compress16(in, stride, blocks, p, out)
+		} else {
+			compressGeneric(in, stride, blocks, p, out)
+		}
+	}
 	var cvs [chunks][8]uint32 // chaining values of one tree level, in order
 	var out [8][lanes]uint32
 	var p params

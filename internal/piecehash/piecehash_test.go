@@ -1,7 +1,11 @@
 package piecehash
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -33,16 +37,16 @@ func pieces() map[string][]byte {
 }
 
 func TestSumIsBLAKE3(t *testing.T) {
-	impls := map[string]compressor{"generic": compressGeneric}
+	impls := map[string]bool{"generic": false}
 	if haveAVX512 {
-		impls["avx512"] = compress16
+		impls["avx512"] = true
 	} else {
 		t.Log("this CPU has no AVX-512: only the Go compressor is checked here")
 	}
 	for name, b := range pieces() {
 		want := proto.PieceHash(blake3.Sum256(b))
-		for impl, c := range impls {
-			if got := sumPiece(b, c); got != want {
+		for impl, asm := range impls {
+			if got := sumPiece(b, asm); got != want {
 				t.Errorf("%s piece, %s: got %x, want BLAKE3 %x", name, impl, got, want)
 			}
 		}
@@ -113,6 +117,30 @@ func TestSumRandomPieces(t *testing.T) {
 		if got, want := Sum(b), proto.PieceHash(blake3.Sum256(b)); got != want {
 			t.Fatalf("trial %d: Sum %x, BLAKE3 %x", trial, got, want)
 		}
+	}
+}
+
+// TestGeneratedAssemblyIsCurrent: compress16_amd64.s is what gen.go
+// writes now (run go generate ./internal/piecehash after changing gen.go).
+func TestGeneratedAssemblyIsCurrent(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to run gen.go with")
+	}
+	fresh := filepath.Join(t.TempDir(), "compress16_amd64.s")
+	if out, err := exec.Command(goBin, "run", "gen.go", "-o", fresh).CombinedOutput(); err != nil {
+		t.Fatalf("go run gen.go: %v\n%s", err, out)
+	}
+	want, err := os.ReadFile(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("compress16_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("compress16_amd64.s differs from what gen.go writes: run go generate ./internal/piecehash")
 	}
 }
 

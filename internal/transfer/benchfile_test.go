@@ -39,7 +39,7 @@ var sources benchFiles
 // transfer.sh sets it, running each implementation in its own process),
 // a file an earlier process wrote there is read and hashed instead, so
 // every process serves the same bytes, already on disk.
-func sourceFile(b *testing.B, size int64) *benchFile {
+func sourceFile(b testing.TB, size int64) *benchFile {
 	b.Helper()
 	sources.mu.Lock()
 	defer sources.mu.Unlock()
@@ -57,10 +57,10 @@ func sourceFile(b *testing.B, size int64) *benchFile {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if err := os.Chmod(dir, 0o755); err != nil { // nginx may read as another user
+				b.Fatal(err)
+			}
 			sources.dir = dir
-		}
-		if err := os.Chmod(sources.dir, 0o755); err != nil { // nginx may read as another user
-			b.Fatal(err)
 		}
 		sources.files = map[int64]*benchFile{}
 	}
@@ -77,7 +77,7 @@ func sourceFile(b *testing.B, size int64) *benchFile {
 
 // writeSource writes size pseudo-random bytes to path, fsyncs them and
 // returns their piece hashes.
-func writeSource(b *testing.B, path string, size int64) []proto.PieceHash {
+func writeSource(b testing.TB, path string, size int64) []proto.PieceHash {
 	tmp := path + ".tmp"
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -114,7 +114,7 @@ func writeSource(b *testing.B, path string, size int64) []proto.PieceHash {
 }
 
 // hashFile returns the piece hashes of the file at path.
-func hashFile(b *testing.B, path string) []proto.PieceHash {
+func hashFile(b testing.TB, path string) []proto.PieceHash {
 	in, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)

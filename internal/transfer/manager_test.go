@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -228,6 +229,34 @@ func TestTruncatingAndStallingSources(t *testing.T) {
 			}
 			noLeftovers(t, dir, state, "a.bin")
 		})
+	}
+}
+
+// TestBadPieceMidRange: a holder whose copy is wrong in one piece only is
+// dropped at that piece, naming it; the pieces it sent before, each
+// verified on its own, are kept (written and counted), and nothing after.
+func TestBadPieceMidRange(t *testing.T) {
+	r := newRig(t)
+	c := newContent(16*proto.PieceSize, 19)
+	const badPiece = 9
+	data := bytes.Clone(c.data)
+	data[badPiece*proto.PieceSize+77] ^= 0x01
+	hb := r.holder(UploaderConfig{}, newTestLib().add(c, c.write(t, t.TempDir(), "x.bin", data)), nil)
+	r.setHits(hb.hit(c, "a.bin"))
+	dir, state := dirs(t)
+	cfg, _ := r.managerConfig(dir, state)
+	m := startManager(t, cfg)
+	st, _ := m.Get(c.cid, "")
+	final := waitState(t, m, st.ID, 10*time.Second)
+	want := "every source failed: " + hb.tr.LocalPeer().Short() + ": sent a bad piece 9"
+	if final.State != StateFailed || final.Error != want {
+		t.Fatalf("state %s, error %q; want failed, %q", final.State, final.Error, want)
+	}
+	if final.Done != badPiece*proto.PieceSize || len(final.Sources) != 1 || final.Sources[0].Bytes != badPiece*proto.PieceSize {
+		t.Errorf("kept %d bytes (source counted %+v), want the %d pieces before the bad one", final.Done, final.Sources, badPiece)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a.bin")); err == nil {
+		t.Error("a failed download left a file under the final name")
 	}
 }
 

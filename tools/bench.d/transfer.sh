@@ -25,14 +25,18 @@ if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 # One test binary. Each round runs every implementation once, each in its
-# own process, the order rotating from round to round: a busy spell on the
-# machine hits all of them instead of one, no implementation always goes
-# first (or after a given other), and none inherits another's heap,
-# goroutines or files. The source files are written and fsynced once
-# (STRATA_BENCH_SOURCES), so every process serves the same bytes from the
-# page cache. The machine is noisy (2 shared cores): the 1 GiB comparison
-# runs at least 9 rounds.
+# own process, so none inherits another's heap, goroutines or files, and a
+# busy spell on the machine hits all of them instead of one. The orders
+# form a balanced Latin square (Williams): over every 4 rounds each
+# implementation runs once in each position and comes right after each
+# other one once. The source files are written and fsynced first, in a
+# process of their own (STRATA_BENCH_SOURCES), so every timed process
+# serves the same bytes from the page cache; `sync` between processes
+# finishes what the last one left for the disk (a deleted 1 GiB download)
+# before the next starts. The machine is noisy (2 shared cores): the 1 GiB
+# comparison runs at least 9 rounds, rounded up to whole squares.
 ROUNDS=${TRANSFER_ROUNDS:-$(( COUNT > 9 ? COUNT : 9 ))}
+ROUNDS=$(( (ROUNDS + 3) / 4 * 4 ))
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 $GO test -c -o "$bin/transfer.test" ./internal/transfer
@@ -40,13 +44,16 @@ $GO test -c -o "$bin/transfer.test" ./internal/transfer
 # proto.HashPiece uses.
 $GO test -run '^$' -bench 'BenchmarkPieceHash' -count "$COUNT" ./internal/piecehash
 export STRATA_BENCH_SOURCES="$bin/sources"
+"$bin/transfer.test" -test.run '^TestBenchSources$' >&2
 impls=(strata quic-go-raw tls-tcp nginx-https)
+square=("0 1 3 2" "1 2 0 3" "2 3 1 0" "3 0 2 1")
 for r in $(seq 0 $((ROUNDS - 1))); do
-  for k in "${!impls[@]}"; do
-    impl=${impls[$(( (k + r) % ${#impls[@]} ))]}
-    "$bin/transfer.test" -test.run '^$' -test.bench "BenchmarkTransfer1GiB/impl=$impl\$" -test.benchtime 1x -test.timeout 30m
+  for k in ${square[$((r % 4))]}; do
+    sync
+    "$bin/transfer.test" -test.run '^$' -test.bench "BenchmarkTransfer1GiB/impl=${impls[$k]}\$" -test.benchtime 1x -test.timeout 30m
   done
-  if [ "$r" -lt "$COUNT" ]; then
-    "$bin/transfer.test" -test.run '^$' -test.bench 'BenchmarkMultiSource' -test.benchtime 1x -test.timeout 30m
-  fi
+done
+for _ in $(seq "$COUNT"); do
+  sync
+  "$bin/transfer.test" -test.run '^$' -test.bench 'BenchmarkMultiSource' -test.benchtime 1x -test.timeout 30m
 done

@@ -11,9 +11,10 @@
 // the same number of runs, PAIRED is also the median of the run-by-run
 // ratios (run k of ours over run k of the baseline: the same round when a
 // script runs each implementation once per round), which a slow spell of
-// the machine shifts less; the target is judged on the ratio of medians. ours or baseline may be Name@unit to compare
-// two metrics of one benchmark (e.g. a latency beside a round trip it
-// measured in the same run). Unmatched benchmark lines are echoed so no
+// the machine shifts less; the target is judged on the ratio of medians.
+// ours or baseline may be Name@unit to compare two metrics of one
+// benchmark (e.g. a latency beside a round trip it measured in the same
+// run). Unmatched benchmark lines are echoed so no
 // figure is hidden.
 package main
 
@@ -147,7 +148,9 @@ func main() {
 }
 
 // paired is the median of a[k]/b[k], or "-" when the sides have different
-// numbers of runs (or a baseline run is zero).
+// numbers of runs (or a baseline run is zero). Runs are matched by
+// position: the k-th line of each side, which is the same round only when
+// every round printed both (the benchmark scripts stop at a failed run).
 func paired(a, b []float64) string {
 	if len(a) != len(b) {
 		return "-"
