@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bufio"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/strata-p2p/strata/internal/atomicfile"
 	"github.com/strata-p2p/strata/proto"
 )
 
@@ -66,7 +66,11 @@ func sourceFile(b testing.TB, size int64) *benchFile {
 	}
 	f := &benchFile{path: filepath.Join(sources.dir, "source-"+strconv.FormatInt(size, 10)+".bin"), size: size}
 	if fi, err := os.Stat(f.path); err == nil && fi.Size() == size && sources.shared {
-		f.pieces = hashFile(b, f.path)
+		pieces, err := filePieces(f.path, uint64(size))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.pieces = pieces
 	} else {
 		f.pieces = writeSource(b, f.path, size)
 	}
@@ -75,65 +79,30 @@ func sourceFile(b testing.TB, size int64) *benchFile {
 	return f
 }
 
-// writeSource writes size pseudo-random bytes to path, fsyncs them and
-// returns their piece hashes.
+// writeSource writes size pseudo-random bytes to path (fsynced, through
+// atomicfile, so a cut-short run leaves no file a later process would
+// reuse) and returns their piece hashes. On disk before any timed run:
+// otherwise the kernel writes the new file back during the first
+// implementation's run, taking CPU and disk from that run only.
 func writeSource(b testing.TB, path string, size int64) []proto.PieceHash {
-	tmp := path + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(out, 1<<20)
-	rng := rand.NewChaCha8([32]byte{byte(size >> 20), 7})
-	buf := make([]byte, proto.PieceSize)
 	var pieces []proto.PieceHash
-	for left := size; left > 0; left -= int64(len(buf)) {
-		p := buf[:min(left, int64(len(buf)))]
-		_, _ = rng.Read(p)
-		pieces = append(pieces, proto.HashPiece(p))
-		if _, err := w.Write(p); err != nil {
-			b.Fatal(err)
+	err := atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		rng := rand.NewChaCha8([32]byte{byte(size >> 20), 7})
+		buf := make([]byte, proto.PieceSize)
+		for left := size; left > 0; left -= int64(len(buf)) {
+			p := buf[:min(left, int64(len(buf)))]
+			_, _ = rng.Read(p)
+			pieces = append(pieces, proto.HashPiece(p))
+			if _, err := w.Write(p); err != nil {
+				return err
+			}
 		}
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	// On disk before any timed run: otherwise the kernel writes the new
-	// file back during the first implementation's run, taking CPU and disk
-	// from that run only.
-	if err := out.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+		return nil
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 	return pieces
-}
-
-// hashFile returns the piece hashes of the file at path.
-func hashFile(b testing.TB, path string) []proto.PieceHash {
-	in, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer in.Close()
-	buf := make([]byte, proto.PieceSize)
-	var pieces []proto.PieceHash
-	for {
-		n, err := io.ReadFull(in, buf)
-		if n > 0 {
-			pieces = append(pieces, proto.HashPiece(buf[:n]))
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return pieces
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // cleanupBenchFiles removes the source files (TestMain calls it), unless

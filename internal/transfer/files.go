@@ -104,23 +104,30 @@ func place(dir, part, name string, cid proto.ContentID, size uint64) (string, er
 
 // sameContent reports whether the file at path has content ID cid.
 func sameContent(path string, cid proto.ContentID, size uint64) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
+	hashes, err := filePieces(path, size)
+	return err == nil && proto.ContentIDOf(size, hashes) == cid
+}
+
+// filePieces returns the piece hashes of the first size bytes of the file
+// at path.
+func filePieces(path string, size uint64) ([]proto.PieceHash, error) {
 	n := proto.NumPieces(size)
 	if n < 0 || n > maxPieces {
-		return false
+		return nil, fmt.Errorf("%d bytes is more than a download may have", size)
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	hashes := make([]proto.PieceHash, n)
 	buf := make([]byte, proto.PieceSize)
 	for i := range hashes {
 		l := pieceLen(size, i)
 		if _, err := io.ReadFull(f, buf[:l]); err != nil {
-			return false
+			return nil, err
 		}
 		hashes[i] = piecehash.Sum(buf[:l])
 	}
-	return proto.ContentIDOf(size, hashes) == cid
+	return hashes, nil
 }
