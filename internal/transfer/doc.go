@@ -51,9 +51,12 @@
 // fsynced, so it never claims bytes that are not on disk. On resume every
 // piece already in the part file is hashed again and kept only if it matches.
 // Verified pieces are written with O_DIRECT where the file system allows
-// (Linux), which skips the page-cache copy and the kernel's writeback;
-// elsewhere through the page cache, with writeback started range by range
-// so the final fsync is short.
+// (Linux), which skips the page-cache copy and the kernel's writeback,
+// submitted through the kernel's AIO so that a writer waits for the disk
+// parked in the netpoller instead of blocking a thread that holds one of
+// the runtime's Ps (blocking pwritev where AIO is refused); elsewhere
+// through the page cache, with writeback started range by range so the
+// final fsync is short.
 //
 // A finished file is fsynced, linked under its final name (never replacing
 // another file: "name (1).ext" and so on), the folder is fsynced, and only

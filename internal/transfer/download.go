@@ -47,7 +47,7 @@ type download struct {
 	savedHave []byte // bitfield from the state file, for the log on resume
 	pick      *picker
 	part      *os.File
-	direct    *os.File    // part opened for direct writes; nil where unsupported
+	direct    *directFile // part opened for direct writes; nil where unsupported
 	directOff atomic.Bool // direct writes failed with EINVAL: use part
 	state     string
 	errMsg    string
@@ -429,7 +429,7 @@ func (d *download) openPart(ctx context.Context) error {
 	d.mu.Lock()
 	d.part = f
 	if !d.m.cfg.pageCacheOnly {
-		d.direct = openDirect(path)
+		d.direct = openDirect(path, &d.m.async)
 	}
 	d.pick = newPicker(d.size, d.m.cfg.ChunkPieces, have)
 	d.mu.Unlock()

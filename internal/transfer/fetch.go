@@ -296,7 +296,7 @@ func (v *storer) write(batch []pieceJob) error {
 		full = full && n == proto.PieceSize
 	}
 	if d.direct != nil && full && !d.directOff.Load() {
-		err := writeVec(d.direct, iovs, off)
+		err := d.direct.writeVec(iovs, off)
 		if !errors.Is(err, syscall.EINVAL) {
 			return err
 		}

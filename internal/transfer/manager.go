@@ -206,6 +206,7 @@ type Manager struct {
 	closed    bool
 	downloads map[string]*download
 	wg        sync.WaitGroup // download goroutines
+	async     asyncWrites    // direct writes without a blocked thread (Linux)
 }
 
 // NewManager checks cfg, creates the folders, and loads the partial
@@ -427,4 +428,5 @@ func (m *Manager) Close() {
 		cancel()
 	}
 	m.wg.Wait()
+	m.async.close()
 }

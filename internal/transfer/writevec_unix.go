@@ -16,27 +16,40 @@ func writeVec(f *os.File, iovs [][]byte, off int64) error {
 	if err != nil {
 		return err
 	}
-	for len(iovs) > 0 {
-		var n int
-		var werr error
-		if cerr := rc.Control(func(fd uintptr) { n, werr = unix.Pwritev(int(fd), iovs, off) }); cerr != nil {
-			return cerr
+	return writeAll(iovs, off, func(iovs [][]byte, off int64) (n int, err error) {
+		if cerr := rc.Control(func(fd uintptr) { n, err = unix.Pwritev(int(fd), iovs, off) }); cerr != nil {
+			return 0, cerr
 		}
-		if werr != nil {
-			return werr
+		return n, err
+	})
+}
+
+// writeAll calls write until all of iovs is written at off. It modifies
+// iovs in place.
+func writeAll(iovs [][]byte, off int64, write func([][]byte, int64) (int, error)) error {
+	for len(iovs) > 0 {
+		n, err := write(iovs, off)
+		if err != nil {
+			return err
 		}
 		if n == 0 {
 			return io.ErrShortWrite
 		}
 		off += int64(n)
-		for n > 0 && len(iovs) > 0 {
-			k := min(n, len(iovs[0]))
-			iovs[0] = iovs[0][k:]
-			n -= k
-			if len(iovs[0]) == 0 {
-				iovs = iovs[1:]
-			}
-		}
+		iovs = advance(iovs, n)
 	}
 	return nil
+}
+
+// advance drops the first n bytes of iovs, modifying it in place.
+func advance(iovs [][]byte, n int) [][]byte {
+	for n > 0 && len(iovs) > 0 {
+		k := min(n, len(iovs[0]))
+		iovs[0] = iovs[0][k:]
+		n -= k
+		if len(iovs[0]) == 0 {
+			iovs = iovs[1:]
+		}
+	}
+	return iovs
 }
