@@ -113,3 +113,26 @@ func allocPieces(n int) ([][]byte, func()) {
 	}
 	return bufs, func() { _ = syscall.Munmap(mem) }
 }
+
+// reserve allocates size bytes of disk for f up front (fallocate): a
+// download that cannot fit fails at once instead of half-way, and direct
+// writes then land in blocks already allocated, so io_submit does not
+// allocate (and journal) them on the writer's thread. File systems
+// without fallocate are left sparse, as before.
+func reserve(f *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = unix.Fallocate(int(fd), 0, 0, size) }); err != nil {
+		return nil
+	}
+	if errors.Is(ferr, unix.ENOSPC) || errors.Is(ferr, unix.EFBIG) || errors.Is(ferr, unix.EDQUOT) {
+		return ferr
+	}
+	return nil
+}

@@ -2,7 +2,10 @@
 
 package transfer
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // directFile is unsupported here: pieces go through the page cache.
 type directFile struct{}
@@ -20,3 +23,6 @@ func (*directFile) Close() error { return nil }
 
 // allocPieces returns n ordinary piece buffers.
 func allocPieces(n int) ([][]byte, func()) { return heapPieces(n) }
+
+// reserve leaves the part file sparse here.
+func reserve(*os.File, int64) error { return nil }
