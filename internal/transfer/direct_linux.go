@@ -4,6 +4,7 @@ package transfer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -114,25 +115,22 @@ func allocPieces(n int) ([][]byte, func()) {
 	return bufs, func() { _ = syscall.Munmap(mem) }
 }
 
-// reserve allocates size bytes of disk for f up front (fallocate): a
-// download that cannot fit fails at once instead of half-way, and direct
-// writes then land in blocks already allocated, so io_submit does not
-// allocate (and journal) them on the writer's thread. File systems
-// without fallocate are left sparse, as before.
-func reserve(f *os.File, size int64) error {
-	if size == 0 {
+// checkSpace fails when the file system holding f has less room than the
+// bytes of size that f does not hold yet, so a download that cannot fit
+// fails at once instead of half-way. It checks and does not reserve
+// (fallocate measured about 4% slower on the 1 GiB download: converting a
+// preallocated extent costs more than allocating as the writes land);
+// another writer may still fill the disk, and then the write fails.
+func checkSpace(f *os.File, size int64) error {
+	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || unix.Fstatfs(int(f.Fd()), &fs) != nil {
 		return nil
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = unix.Fallocate(int(fd), 0, 0, size) }); err != nil {
-		return nil
-	}
-	if errors.Is(ferr, unix.ENOSPC) || errors.Is(ferr, unix.EFBIG) || errors.Is(ferr, unix.EDQUOT) {
-		return ferr
+	need := size - st.Blocks*512
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	if need > free {
+		return fmt.Errorf("%d bytes more are needed and %d are free", need, free)
 	}
 	return nil
 }

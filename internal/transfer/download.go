@@ -406,9 +406,9 @@ func (d *download) openPart(ctx context.Context) error {
 		_ = f.Close()
 		return &fatalError{fmt.Errorf("sizing %s to %d bytes: %w; check free space", path, d.size, err)}
 	}
-	if err := reserve(f, int64(d.size)); err != nil {
+	if err := checkSpace(f, int64(d.size)); err != nil {
 		_ = f.Close()
-		return &fatalError{fmt.Errorf("reserving %d bytes for %s: %w; free space in %s, then Get it again", d.size, path, err, d.m.cfg.Dir)}
+		return &fatalError{fmt.Errorf("no room for %s (%d bytes): %w; free space in %s, then Get it again", d.name, d.size, err, d.m.cfg.Dir)}
 	}
 	have := make([]bool, len(d.pieces))
 	if fi.Size() > 0 {

@@ -38,8 +38,8 @@ func TestDownloadLargerThanFreeSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	final := waitState(t, m, st.ID, 10*time.Second)
-	if final.State != StateFailed || !strings.Contains(final.Error, "reserving 2097152 bytes") ||
-		!strings.Contains(final.Error, "no space left on device") || !strings.Contains(final.Error, "free space in "+dir) {
+	if final.State != StateFailed || !strings.Contains(final.Error, "no room for big.bin (2097152 bytes)") ||
+		!strings.Contains(final.Error, "2097152 bytes more are needed") || !strings.Contains(final.Error, "free space in "+dir) {
 		t.Fatalf("state %s, error %q; want failed, naming the bytes needed and the folder to free", final.State, final.Error)
 	}
 	if up := h.up.Status(); up.BytesTotal != 0 {
