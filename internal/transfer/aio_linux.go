@@ -32,26 +32,26 @@ const (
 // iocb is struct iocb of linux/aio_abi.h. aio_key and aio_rw_flags swap
 // places on big-endian machines; both are zero here.
 type iocb struct {
-	data      uint64
-	key       uint32
-	rwFlags   int32
-	opcode    uint16
-	reqprio   int16
-	fildes    uint32
-	buf       uint64
-	nbytes    uint64
-	offset    int64
-	reserved2 uint64
-	flags     uint32
-	resfd     uint32
+	data   uint64
+	_      uint32 // aio_key
+	_      int32  // aio_rw_flags
+	opcode uint16
+	_      int16 // aio_reqprio
+	fildes uint32
+	buf    uint64
+	nbytes uint64
+	offset int64
+	_      uint64 // aio_reserved2
+	flags  uint32
+	resfd  uint32
 }
 
 // ioEvent is struct io_event.
 type ioEvent struct {
 	data uint64
-	obj  uint64
+	_    uint64 // obj: the iocb's address
 	res  int64
-	res2 int64
+	_    int64 // res2
 }
 
 var errAIOClosed = errors.New("asynchronous writes stopped")
