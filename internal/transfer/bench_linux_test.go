@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,6 +92,10 @@ func (c *cpuMeter) report(b *testing.B, n int, size int64) {
 	}
 }
 
+// mark opens ("start") or closes ("end") a timed window in an execution
+// trace, for tools/tracestall; without -test.trace it does nothing.
+func mark(what string) { trace.Log(context.Background(), "bench", what) }
+
 // heapPeak samples the heap in use (the runtime's HeapInuse) every 10 ms
 // and keeps the largest. It reads runtime/metrics, which does not stop the
 // world as runtime.ReadMemStats does: the sampling must not slow the
@@ -141,6 +146,7 @@ func strataRun(b *testing.B, me *holderHost, hits []proto.Hit, f *benchFile, cpu
 	m.Start(context.Background())
 	cpu.begin()
 	b.StartTimer()
+	mark("start")
 	st, err := m.Get(f.cid, "bench.bin")
 	if err != nil {
 		b.Fatal(err)
@@ -153,6 +159,7 @@ func strataRun(b *testing.B, me *holderHost, hits []proto.Hit, f *benchFile, cpu
 		b.Fatalf("download did not finish: %+v", s)
 	}
 	b.StopTimer()
+	mark("end")
 	cpu.end()
 	if s, _ := m.Status(st.ID); s.State != StateDone {
 		b.Fatalf("download ended %s: %s", s.State, s.Error)
@@ -225,6 +232,7 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 		b.SetBytes(benchSize)
 		for b.Loop() {
 			cpu.begin()
+			mark("start")
 			c, err := quic.DialAddr(context.Background(), ln.Addr().String(), client, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -239,6 +247,7 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 				b.Fatalf("received %d bytes: %v", n, err)
 			}
 			_ = c.CloseWithError(0, "")
+			mark("end")
 			cpu.end()
 		}
 		cpu.report(b, b.N, benchSize)

@@ -26,11 +26,11 @@
 //
 // Each source has one worker goroutine reading its streams into piece
 // buffers and hashing each piece as it arrives (internal/piecehash), one
-// storer goroutine batching them, and two writers storing runs of up to 16
+// storer goroutine batching them, and two writers storing runs of up to 8
 // verified pieces with one vectored write each, so reading never waits for
 // the disk and the disk sees few large writes; the
 // next range is asked for while the last pieces of the current one arrive.
-// At most 32 pieces (8 MiB, outside the Go heap on Linux) and two ranges are
+// At most 16 pieces (4 MiB, outside the Go heap on Linux) and two ranges are
 // in flight per source: memory does not grow with the file.
 //
 // # Trust

@@ -117,10 +117,13 @@ func openStream(ctx context.Context, sess *session.Session, stall time.Duration)
 // ~400 MB/s and cut its CPU by a sixth), and the next range is asked for
 // while the last pieces of the current one arrive, so the stream never
 // idles between ranges. Memory per source: pieceBuffers pieces, outside the
-// Go heap where direct I/O is used.
+// Go heap where direct I/O is used. With writes that do not block a thread
+// (aio_linux.go), a smaller ring measured faster: 16 buffers and 2 MiB
+// writes against 32 and 4 MiB, 1.064x paired over 12 rounds on the 1 GiB
+// download (fewer buffers, more of them still in cache when reused).
 const (
-	pieceBuffers  = 32                     // pieces read ahead of writing (8 MiB)
-	writeBatch    = 16                     // most pieces in one write (4 MiB)
+	pieceBuffers  = 16                     // pieces read ahead of writing (4 MiB)
+	writeBatch    = 8                      // most pieces in one write (2 MiB)
 	batchHold     = 250 * time.Millisecond // longest a verified piece waits for the rest of its batch
 	pieceWriters  = 2                      // writes in flight
 	prefetchAfter = 8                      // ask for the next range when this many pieces of the current one are left
