@@ -12,7 +12,10 @@
 //	go run ./tools/tracestall -cores 2 t.trace
 //
 // Network system calls (quic-go's sendmsg and recvmmsg) count as CPU work:
-// they copy packets in the kernel and return without waiting.
+// they copy packets in the kernel and return without waiting. Every other
+// call counts as waiting, so a file read served from the page cache (the
+// uploader's pread, the baseline's read) shows up here although it copies
+// on the CPU: compare such lines between the implementations, not with 0.
 package main
 
 import (
