@@ -4,6 +4,7 @@ package transfer
 
 import (
 	"errors"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -26,7 +27,7 @@ import (
 const (
 	iocbCmdPwritev = 8      // IOCB_CMD_PWRITEV
 	iocbFlagResfd  = 1 << 0 // IOCB_FLAG_RESFD: signal aio.evfd on completion
-	aioSlots       = 64     // writes in flight per context (2 writers x up to MaxSources, with room)
+	aioSlots       = 64     // writes in flight per context, all downloads of a Manager (2 a source); beyond, writes block
 )
 
 // iocb is struct iocb of linux/aio_abi.h. aio_key and aio_rw_flags swap
@@ -54,7 +55,18 @@ type ioEvent struct {
 	_    int64 // res2
 }
 
-var errAIOClosed = errors.New("asynchronous writes stopped")
+// errAIOClosed and errAIOBusy send a write to the blocking path: the
+// context is gone (Close, or its reaper failed), or it has no free slot
+// (every download of a Manager shares aioSlots).
+var (
+	errAIOClosed = errors.New("asynchronous writes stopped")
+	errAIOBusy   = errors.New("asynchronous writes all in flight")
+)
+
+// resClosed is what a waiter gets when the context is torn down before
+// its completion was reaped; io_destroy has waited for the write by then,
+// so its buffers are free, and it is written again synchronously.
+const resClosed = math.MinInt64
 
 // aio is one AIO context and the goroutine that reaps its completions.
 type aio struct {
@@ -63,10 +75,15 @@ type aio struct {
 	ev   *os.File // the same eventfd, read through the netpoller
 	done chan struct{}
 
+	// live is held shared from the check of dead through io_submit, and
+	// exclusively to destroy the context, so nothing is submitted to a
+	// destroyed context (or one whose number was reused).
+	live sync.RWMutex
+	dead bool
+
 	mu    sync.Mutex
 	next  uint64
 	waits map[uint64]chan int64
-	dead  bool
 }
 
 // newAIO sets up a context, or fails where the kernel or a seccomp filter
@@ -101,12 +118,13 @@ func (a *aio) pwritev(fd int, iovs [][]byte, off int64) (int, error) {
 	if len(vec) == 0 {
 		return 0, nil
 	}
+	// The iocb carries the iovec array's address as an integer: pin the
+	// array (which also keeps it off the stack) until io_submit has copied it.
+	var pin runtime.Pinner
+	pin.Pin(&vec[0])
+	defer pin.Unpin()
 	ch := make(chan int64, 1)
 	a.mu.Lock()
-	if a.dead {
-		a.mu.Unlock()
-		return 0, errAIOClosed
-	}
 	a.next++
 	id := a.next
 	a.waits[id] = ch
@@ -115,28 +133,36 @@ func (a *aio) pwritev(fd int, iovs [][]byte, off int64) (int, error) {
 		nbytes: uint64(len(vec)), offset: off, flags: iocbFlagResfd, resfd: uint32(a.evfd)}
 	cbs := [1]*iocb{cb}
 	var n uintptr
-	var e syscall.Errno
-	for {
+	e := syscall.Errno(0)
+	a.live.RLock()
+	dead := a.dead
+	for !dead {
 		n, _, e = unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&cbs[0])))
 		if e != syscall.EINTR {
 			break
 		}
 	}
-	// The kernel copies the iocb and the iovec array during io_submit;
-	// the buffers themselves must stay mapped until the completion.
+	a.live.RUnlock()
+	// The kernel copied the iocb and the iovec array during io_submit; the
+	// buffers themselves stay mapped until the completion (the caller waits).
 	runtime.KeepAlive(cb)
-	runtime.KeepAlive(vec)
-	if e != 0 || n != 1 {
+	if dead || e != 0 || n != 1 {
 		a.mu.Lock()
 		delete(a.waits, id)
 		a.mu.Unlock()
-		if e == 0 {
-			e = syscall.EAGAIN
+		switch {
+		case dead:
+			return 0, errAIOClosed
+		case e == syscall.EAGAIN || e == 0:
+			return 0, errAIOBusy
 		}
 		return 0, e
 	}
 	res := <-ch
-	if res < 0 {
+	switch {
+	case res == resClosed:
+		return 0, errAIOClosed
+	case res < 0:
 		return 0, syscall.Errno(-res)
 	}
 	return int(res), nil
@@ -144,15 +170,17 @@ func (a *aio) pwritev(fd int, iovs [][]byte, off int64) (int, error) {
 
 // reap hands each completion to its waiter. The eventfd counts
 // completions already in the ring, so after each read every event is
-// collected without waiting.
+// collected without waiting. When the eventfd is closed (close) or a
+// call fails, it destroys the context, which waits for every write in
+// flight, and sends the writes not yet reaped back to be written again.
 func (a *aio) reap() {
 	defer close(a.done)
+	defer a.destroy()
 	var count [8]byte
 	events := make([]ioEvent, 16)
 	var zero unix.Timespec
 	for {
 		if _, err := a.ev.Read(count[:]); err != nil {
-			a.stop(-int64(syscall.EIO))
 			return
 		}
 		for {
@@ -162,11 +190,7 @@ func (a *aio) reap() {
 				continue
 			}
 			if e != 0 {
-				a.stop(-int64(e))
 				return
-			}
-			if n == 0 {
-				break
 			}
 			a.mu.Lock()
 			for _, ev := range events[:n] {
@@ -176,25 +200,35 @@ func (a *aio) reap() {
 				}
 			}
 			a.mu.Unlock()
+			if int(n) < len(events) {
+				break
+			}
 		}
 	}
 }
 
-// stop fails every waiting write with res and refuses new ones.
-func (a *aio) stop(res int64) {
+// destroy frees the context once no submission is under way, then fails
+// every write still waiting with resClosed.
+func (a *aio) destroy() {
+	a.live.Lock()
+	a.dead = true
+	_, _, _ = unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
+	a.live.Unlock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.dead = true
 	for id, ch := range a.waits {
 		delete(a.waits, id)
-		ch <- res
+		ch <- resClosed
 	}
 }
 
-// close ends the reaper and frees the context. io_destroy waits for any
-// write still in flight, so the buffers may be unmapped after it.
+// close refuses new writes, waits for submissions under way (so none
+// names a closed or reused eventfd), then ends the reaper, which frees the
+// context. Writes still waiting are written again synchronously.
 func (a *aio) close() {
+	a.live.Lock()
+	a.dead = true
+	a.live.Unlock()
 	_ = a.ev.Close()
 	<-a.done
-	_, _, _ = unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
 }

@@ -114,23 +114,35 @@ func TestAsyncWritesAfterClose(t *testing.T) {
 	}
 }
 
-// A reaper that stops (its eventfd closed under it) fails the writes
-// waiting on it instead of leaving them parked forever, and refuses new
-// ones, which directFile then writes synchronously.
-func TestAIOStoppedFailsWaiters(t *testing.T) {
-	a, err := newAIO()
-	if err != nil {
-		t.Skipf("no kernel AIO here: %v", err)
+// Closing the context sends a write whose completion was not reaped back
+// to be written again (resClosed) instead of leaving it parked, and refuses
+// new ones; a directFile opened before then writes synchronously.
+func TestAIOClosedSendsWritesBack(t *testing.T) {
+	var w asyncWrites
+	d, path := openDirectTemp(t, &w, proto.PieceSize)
+	a := d.aio
+	if a == nil {
+		t.Skip("no kernel AIO here")
 	}
 	ch := make(chan int64, 1)
 	a.mu.Lock()
 	a.waits[99] = ch
 	a.mu.Unlock()
-	a.close()
-	if res := <-ch; res != -int64(syscall.EIO) {
-		t.Fatalf("waiter got %d, want -EIO", res)
+	w.close()
+	if res := <-ch; res != resClosed {
+		t.Fatalf("waiter got %d, want resClosed", res)
 	}
 	if _, err := a.pwritev(0, [][]byte{{1}}, 0); !errors.Is(err, errAIOClosed) {
-		t.Fatalf("write after stop: %v", err)
+		t.Fatalf("write after close: %v", err)
+	}
+	bufs, release := allocPieces(1)
+	defer release()
+	bufs[0][7] = 7
+	if err := d.writeVec(bufs, 0); err != nil {
+		t.Fatalf("write through a closed context: %v", err)
+	}
+	got, _ := os.ReadFile(path)
+	if !bytes.Equal(got, bufs[0]) {
+		t.Fatal("the synchronous fallback did not write the piece")
 	}
 }

@@ -90,7 +90,7 @@ func (d *directFile) writeVec(iovs [][]byte, off int64) error {
 	}
 	return writeAll(iovs, off, func(iovs [][]byte, off int64) (int, error) {
 		n, err := d.aio.pwritev(d.fd, iovs, off)
-		if errors.Is(err, errAIOClosed) {
+		if errors.Is(err, errAIOClosed) || errors.Is(err, errAIOBusy) {
 			return unix.Pwritev(d.fd, iovs, off)
 		}
 		return n, err
@@ -124,12 +124,19 @@ func allocPieces(n int) ([][]byte, func()) {
 func checkSpace(f *os.File, size int64) error {
 	var st unix.Stat_t
 	var fs unix.Statfs_t
-	if unix.Fstat(int(f.Fd()), &st) != nil || unix.Fstatfs(int(f.Fd()), &fs) != nil {
-		return nil
+	if unix.Fstat(int(f.Fd()), &st) != nil || unix.Fstatfs(int(f.Fd()), &fs) != nil || fs.Blocks == 0 {
+		return nil // unknown (ramfs, some FUSE file systems report no sizes)
+	}
+	unit := uint64(fs.Frsize) // f_bavail counts fragments
+	if unit == 0 {
+		unit = uint64(fs.Bsize)
+	}
+	free := uint64(fs.Bavail) * unit
+	if unit != 0 && free/unit != uint64(fs.Bavail) {
+		return nil // more than a uint64 holds
 	}
 	need := size - st.Blocks*512
-	free := int64(fs.Bavail) * int64(fs.Bsize)
-	if need > free {
+	if need > 0 && uint64(need) > free {
 		return fmt.Errorf("%d bytes more are needed and %d are free", need, free)
 	}
 	return nil
