@@ -16,8 +16,8 @@ import (
 
 // Direct writes go through Linux native AIO, and their completions are
 // awaited through an eventfd in the Go netpoller. A plain pwritev to an
-// O_DIRECT file blocks its thread for the whole disk write, a few
-// milliseconds for 4 MiB, and the Go runtime leaves that thread's P idle
+// O_DIRECT file blocks its thread for the whole disk write (milliseconds
+// for a batch of pieces), and the Go runtime leaves that thread's P idle
 // until sysmon notices, which can take longer than the write: on a 2-core
 // machine an execution trace of the 1 GiB download showed a goroutine
 // runnable, a core free and only a blocked disk write holding the other P

@@ -50,6 +50,10 @@ func TestDirectWritesThroughAIO(t *testing.T) {
 		}
 		copy(want[i*proto.PieceSize:], bufs[i])
 	}
+	// The context itself takes a write (no silent fallback to pwritev).
+	if n, err := d.aio.pwritev(d.fd, bufs[:4], 0); err != nil || n != 4*proto.PieceSize {
+		t.Fatalf("AIO write of 4 pieces: %d bytes, %v", n, err)
+	}
 	// Runs of 4 pieces from 6 goroutines at once: each write waits for its
 	// own completion, whatever order the disk finishes them in.
 	var wg sync.WaitGroup

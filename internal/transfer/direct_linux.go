@@ -26,7 +26,7 @@ import (
 // kernel allows it (aio_linux.go), else with a blocking pwritev.
 type directFile struct {
 	f   *os.File
-	fd  int
+	fd  int  // f's descriptor (a regular file: Fd leaves it as it is)
 	aio *aio // nil: blocking writes
 }
 
@@ -69,31 +69,21 @@ func openDirect(path string, w *asyncWrites) *directFile {
 	if err != nil {
 		return nil
 	}
-	d := &directFile{f: f, fd: -1}
-	if a := w.get(); a != nil {
-		rc, err := f.SyscallConn()
-		if err == nil {
-			err = rc.Control(func(fd uintptr) { d.fd = int(fd) })
-		}
-		if err == nil {
-			d.aio = a
-		}
-	}
-	return d
+	return &directFile{f: f, fd: int(f.Fd()), aio: w.get()}
 }
 
-// writeVec writes the buffers back to back at off.
+// writeVec writes the buffers back to back at off: through AIO while the
+// context takes the write, else with a blocking pwritev.
 func (d *directFile) writeVec(iovs [][]byte, off int64) error {
-	iovs = slices.Clone(iovs) // the caller may write them elsewhere if this fails
-	if d.aio == nil {
-		return writeVec(d.f, iovs, off)
-	}
+	iovs = slices.Clone(iovs) // writeAll trims them; the caller may write them elsewhere if this fails
 	return writeAll(iovs, off, func(iovs [][]byte, off int64) (int, error) {
-		n, err := d.aio.pwritev(d.fd, iovs, off)
-		if errors.Is(err, errAIOClosed) || errors.Is(err, errAIOBusy) {
-			return unix.Pwritev(d.fd, iovs, off)
+		if d.aio != nil {
+			n, err := d.aio.pwritev(d.fd, iovs, off)
+			if !errors.Is(err, errAIOClosed) && !errors.Is(err, errAIOBusy) {
+				return n, err
+			}
 		}
-		return n, err
+		return unix.Pwritev(d.fd, iovs, off)
 	})
 }
 

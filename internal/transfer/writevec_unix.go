@@ -36,20 +36,14 @@ func writeAll(iovs [][]byte, off int64, write func([][]byte, int64) (int, error)
 			return io.ErrShortWrite
 		}
 		off += int64(n)
-		iovs = advance(iovs, n)
-	}
-	return nil
-}
-
-// advance drops the first n bytes of iovs, modifying it in place.
-func advance(iovs [][]byte, n int) [][]byte {
-	for n > 0 && len(iovs) > 0 {
-		k := min(n, len(iovs[0]))
-		iovs[0] = iovs[0][k:]
-		n -= k
-		if len(iovs[0]) == 0 {
-			iovs = iovs[1:]
+		for n > 0 && len(iovs) > 0 {
+			k := min(n, len(iovs[0]))
+			iovs[0] = iovs[0][k:]
+			n -= k
+			if len(iovs[0]) == 0 {
+				iovs = iovs[1:]
+			}
 		}
 	}
-	return iovs
+	return nil
 }
