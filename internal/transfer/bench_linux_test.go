@@ -134,11 +134,11 @@ func (h *heapPeak) end() uint64 {
 
 // strataRun downloads f with a fresh Manager from the given holders; it
 // returns once the file has its final name.
-func strataRun(b *testing.B, me *holderHost, hits []proto.Hit, f *benchFile, cpu *cpuMeter) {
+func strataRun(b *testing.B, dial Dialer, hits []proto.Hit, f *benchFile, cpu *cpuMeter) {
 	dir := b.TempDir()
 	done := &completions{ch: make(chan completion, 1)}
 	m, err := NewManager(ManagerConfig{Dir: filepath.Join(dir, "share"), StateDir: filepath.Join(dir, "state"),
-		Self: me.tr.LocalPeer(), Dial: dialer(me.tr), OnComplete: done.fn, Logger: zap.NewNop(),
+		Dial: dial, OnComplete: done.fn, Logger: zap.NewNop(),
 		Find: func(context.Context, proto.ContentID) ([]proto.Hit, error) { return hits, nil }})
 	if err != nil {
 		b.Fatal(err)
@@ -190,7 +190,7 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 		heap := startHeapPeak()
 		n := 0
 		for range b.N {
-			strataRun(b, me, hits, f, &cpu)
+			strataRun(b, dialer(me.tr), hits, f, &cpu)
 			n++
 		}
 		peak := heap.end()
@@ -199,56 +199,11 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 	})
 	b.Run("impl=quic-go-raw", func(b *testing.B) {
 		f := sourceFile(b, benchSize)
-		cert := selfSigned(b)
-		ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"bench"}}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		defer ln.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept(context.Background())
-				if err != nil {
-					return
-				}
-				s, err := c.AcceptStream(context.Background())
-				if err == nil {
-					_, _ = s.Read(make([]byte, 1))
-					err = sendFile(s, f)
-					_ = s.Close()
-				}
-				if err != nil {
-					b.Error(err)
-				}
-				<-c.Context().Done() // the client closes when it has read everything
-			}
-		}()
-		client := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"bench"}}
+		addr := rawQUICServer(b, f)
 		var cpu cpuMeter
 		b.SetBytes(benchSize)
 		for b.Loop() {
-			cpu.begin()
-			mark("start")
-			c, err := quic.DialAddr(context.Background(), ln.Addr().String(), client, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := c.OpenStreamSync(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = s.Write([]byte{1})
-			n, err := drain(s)
-			if err != nil || n != benchSize {
-				b.Fatalf("received %d bytes: %v", n, err)
-			}
-			_ = c.CloseWithError(0, "")
-			mark("end")
-			cpu.end()
+			rawQUICRun(b, addr, benchSize, &cpu)
 		}
 		cpu.report(b, b.N, benchSize)
 	})
@@ -327,7 +282,7 @@ func TestBenchSources(t *testing.T) {
 	if os.Getenv("STRATA_BENCH_SOURCES") == "" {
 		t.Skip("STRATA_BENCH_SOURCES is not set: the benchmarks write their sources themselves")
 	}
-	for _, size := range []int64{benchSize, multiSize} {
+	for _, size := range []int64{benchSize, multiSize, wanSize} {
 		if f := sourceFile(t, size); f.size != size || len(f.pieces) != proto.NumPieces(uint64(size)) {
 			t.Fatalf("source of %d bytes: %d bytes, %d pieces", size, f.size, len(f.pieces))
 		}
@@ -355,11 +310,70 @@ func BenchmarkMultiSource(b *testing.B) {
 			b.ResetTimer()
 			b.StopTimer()
 			for range b.N {
-				strataRun(b, me, hits, f, &cpu)
+				strataRun(b, dialer(me.tr), hits, f, &cpu)
 			}
 			cpu.report(b, b.N, multiSize)
 		})
 	}
+}
+
+// rawQUICServer serves f to each quic-go connection's first stream, with
+// quic-go's default config, and returns its address.
+func rawQUICServer(b *testing.B, f *benchFile) string {
+	cert := selfSigned(b)
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"bench"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			s, err := c.AcceptStream(context.Background())
+			if err == nil {
+				_, _ = s.Read(make([]byte, 1))
+				err = sendFile(s, f)
+				_ = s.Close()
+			}
+			if err != nil {
+				b.Error(err)
+			}
+			<-c.Context().Done() // the client closes when it has read everything
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// rawQUICRun reads size bytes from the rawQUICServer at addr, timing it.
+func rawQUICRun(b *testing.B, addr string, size int64, cpu *cpuMeter) {
+	client := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"bench"}}
+	cpu.begin()
+	mark("start")
+	c, err := quic.DialAddr(context.Background(), addr, client, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := c.OpenStreamSync(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = s.Write([]byte{1})
+	n, err := drain(s)
+	if err != nil || n != size {
+		b.Fatalf("received %d bytes: %v", n, err)
+	}
+	_ = c.CloseWithError(0, "")
+	mark("end")
+	cpu.end()
 }
 
 // sendFile writes f to w in copyBufferSize blocks, as the Uploader does.
