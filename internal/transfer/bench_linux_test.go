@@ -326,8 +326,15 @@ func rawQUICServer(b *testing.B, f *benchFile) string {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var last *quic.Conn
 	b.Cleanup(func() {
-		_ = ln.Close()
+		_ = ln.Close() // leaves accepted connections open
+		mu.Lock()
+		if last != nil {
+			_ = last.CloseWithError(0, "")
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -338,6 +345,9 @@ func rawQUICServer(b *testing.B, f *benchFile) string {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			last = c
+			mu.Unlock()
 			s, err := c.AcceptStream(context.Background())
 			if err == nil {
 				_, _ = s.Read(make([]byte, 1))

@@ -11,8 +11,8 @@ import (
 
 // delayLine is a long, narrow path on loopback, for benchmarks that need a
 // round trip longer than loopback's (this machine's kernel has no netem).
-// It forwards UDP datagrams between the first address that sends to it and
-// target. Each direction is a lane: a datagram leaves the lane's bottleneck
+// It forwards UDP datagrams between target and the address that last
+// sent to it (each quic-go dial of the raw benchmark is a new socket). Each direction is a lane: a datagram leaves the lane's bottleneck
 // no faster than rate bytes/s, then takes delay to arrive; one that finds
 // limit bytes already queued at the bottleneck is dropped, as a router
 // with a buffer of that size would.
@@ -20,6 +20,7 @@ type delayLine struct {
 	front    *net.UDPConn // clients send here
 	back     *net.UDPConn // towards target
 	up, down *lane
+	upSent   sync.WaitGroup // the up lane's sender
 	wg       sync.WaitGroup
 }
 
@@ -49,6 +50,7 @@ func newDelayLine(tb testing.TB, target string, delay time.Duration, rate float6
 	}
 	back, err := net.DialUDP("udp", nil, dst)
 	if err != nil {
+		_ = front.Close()
 		tb.Fatal(err)
 	}
 	for _, c := range []*net.UDPConn{front, back} {
@@ -66,7 +68,8 @@ func newDelayLine(tb testing.TB, target string, delay time.Duration, rate float6
 		sync.Mutex
 		addr *net.UDPAddr
 	}
-	l.wg.Add(4)
+	l.wg.Add(3)
+	l.upSent.Add(1)
 	go func() { // client to target
 		defer l.wg.Done()
 		defer close(up.out)
@@ -98,7 +101,7 @@ func newDelayLine(tb testing.TB, target string, delay time.Duration, rate float6
 		}
 	}()
 	go func() {
-		defer l.wg.Done()
+		defer l.upSent.Done()
 		up.run(func(b []byte) { _, _ = back.Write(b) })
 	}()
 	go func() {
@@ -125,10 +128,11 @@ func (n *lane) push(b []byte) {
 		n.drops.Add(1)
 		return
 	}
-	n.free = start.Add(time.Duration(float64(len(b)) / n.rate * float64(time.Second)))
+	free := start.Add(time.Duration(float64(len(b)) / n.rate * float64(time.Second)))
 	select {
-	case n.out <- datagram{b: append([]byte(nil), b...), at: n.free.Add(n.delay)}:
-	default:
+	case n.out <- datagram{b: append([]byte(nil), b...), at: free.Add(n.delay)}:
+		n.free = free
+	default: // a datagram dropped here takes no time at the bottleneck
 		n.drops.Add(1)
 	}
 }
@@ -150,8 +154,13 @@ func (l *delayLine) drops() int64 { return l.up.drops.Load() + l.down.drops.Load
 // Addr is where clients send to reach target through the line.
 func (l *delayLine) Addr() string { return l.front.LocalAddr().String() }
 
+// close stops taking datagrams, lets the ones on their way to target
+// arrive (a client's last word, such as QUIC's CONNECTION_CLOSE, must
+// reach the server, or the server waits out its idle timeout), then
+// closes the line.
 func (l *delayLine) close() {
 	_ = l.front.Close()
+	l.upSent.Wait()
 	_ = l.back.Close()
 	l.wg.Wait()
 }
@@ -227,12 +236,11 @@ func TestDelayLineDrops(t *testing.T) {
 	}
 	got := 0
 	buf := make([]byte, 2048)
-	for {
-		_ = sink.SetReadDeadline(time.Now().Add(time.Second))
-		if _, _, err := sink.ReadFromUDP(buf); err != nil {
-			break
+	for end := time.Now().Add(10 * time.Second); got+int(line.drops()) < sent && time.Now().Before(end); {
+		_ = sink.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, _, err := sink.ReadFromUDP(buf); err == nil {
+			got++
 		}
-		got++
 	}
 	drops := int(line.drops())
 	if drops == 0 || got == 0 || got+drops != sent {

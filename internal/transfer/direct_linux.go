@@ -94,9 +94,10 @@ func (d *directFile) Close() error { return d.f.Close() }
 // allocPieces returns n piece buffers in one anonymous mapping and the
 // function that unmaps it; no buffer may be used after that. The mapping
 // is page aligned, as direct writes need, and its buffers start on a 2 MiB
-// boundary and are advised into transparent huge pages: pinning a huge
-// page for a direct write is one step where 4 KiB pages take 512, and
-// copying into the ring misses the TLB less. On the 1 GiB download that
+// boundary and are advised into transparent huge pages: pinning the
+// ring's pages for a direct write then takes a reference on one huge page
+// instead of one per 4 KiB page, with fewer page-table walks, and copying
+// into the ring misses the TLB less. On the 1 GiB download that
 // measured 1.123x paired over 12 rounds (0.984 against raw quic-go,
 // paired, where 4 KiB pages gave 0.886). Where the kernel gives no huge
 // pages (THP off), the advice does nothing.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -11,8 +12,9 @@ import (
 	"github.com/strata-p2p/strata/proto"
 )
 
-// TestPieceRingHugePages: the piece ring starts on a huge-page boundary
-// and, where the kernel has transparent huge pages, is backed by them.
+// TestPieceRingHugePages: the piece ring starts on a huge-page boundary,
+// is advised into transparent huge pages, and (where the kernel has them
+// and a free one) is backed by them.
 func TestPieceRingHugePages(t *testing.T) {
 	bufs, release := allocPieces(pieceBuffers)
 	defer release()
@@ -28,25 +30,31 @@ func TestPieceRingHugePages(t *testing.T) {
 			b[j] = 1 // fault it in
 		}
 	}
-	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	if err != nil || strings.Contains(string(mode), "[never]") {
-		t.Skipf("transparent huge pages are off here (%q, %v)", strings.TrimSpace(string(mode)), err)
-	}
-	kb, err := anonHugeKB(start)
+	vm, err := mappingOf(start)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if kb == 0 {
-		t.Fatalf("the ring's mapping holds no huge pages (THP %q)", strings.TrimSpace(string(mode)))
+	if !slices.Contains(strings.Fields(vm.flags), "hg") {
+		t.Fatalf("the ring's mapping is not advised into huge pages (VmFlags: %s)", vm.flags)
+	}
+	mode, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if vm.hugeKB == 0 { // THP off, or no free 2 MiB page at fault time
+		t.Skipf("advised, but the kernel gave no huge page (THP %q)", strings.TrimSpace(string(mode)))
 	}
 }
 
-// anonHugeKB reads AnonHugePages of the mapping holding addr from
-// /proc/self/smaps.
-func anonHugeKB(addr uintptr) (int, error) {
+// mapping is what /proc/self/smaps says of one mapping.
+type mapping struct {
+	flags  string // VmFlags
+	hugeKB int    // AnonHugePages
+}
+
+// mappingOf reads the mapping holding addr from /proc/self/smaps.
+func mappingOf(addr uintptr) (mapping, error) {
+	var m mapping
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -55,15 +63,22 @@ func anonHugeKB(addr uintptr) (int, error) {
 		line := sc.Text()
 		var lo, hi uintptr
 		if n, _ := fmt.Sscanf(line, "%x-%x ", &lo, &hi); n == 2 {
+			if in {
+				break
+			}
 			in = lo <= addr && addr < hi
 			continue
 		}
-		var kb int
-		if in {
-			if n, _ := fmt.Sscanf(line, "AnonHugePages: %d kB", &kb); n == 1 {
-				return kb, nil
-			}
+		if !in {
+			continue
 		}
+		if v, ok := strings.CutPrefix(line, "VmFlags:"); ok {
+			m.flags = strings.TrimSpace(v)
+		}
+		_, _ = fmt.Sscanf(line, "AnonHugePages: %d kB", &m.hugeKB)
 	}
-	return 0, fmt.Errorf("no mapping holds %#x in /proc/self/smaps (%v)", addr, sc.Err())
+	if m.flags == "" {
+		return m, fmt.Errorf("no mapping holds %#x in /proc/self/smaps (%v)", addr, sc.Err())
+	}
+	return m, nil
 }

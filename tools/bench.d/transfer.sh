@@ -3,7 +3,8 @@
 # through the whole Strata path (piece list, ranges, verification, disk,
 # fsync, rename) beside plain copies of the same file with quic-go, crypto/tls
 # over TCP and nginx over HTTPS to curl; and 4 holders capped at 50 MB/s
-# each beside one. Every 1 GiB or 512 MiB run is a single iteration.
+# each beside one; and 128 MiB over a 40 ms, 50 MB/s path (a delay line)
+# beside raw quic-go over the same path. Every run is a single iteration.
 # TRANSFER_ROUNDS overrides how many rounds the 1 GiB comparison runs.
 set -euo pipefail
 GO=${GO:-go}
@@ -64,6 +65,7 @@ done
 wan=(strata quic-go-raw)
 for r in $(seq 0 $((COUNT - 1))); do
   for k in $((r % 2)) $(((r + 1) % 2)); do
+    sync
     "$bin/transfer.test" -test.run '^$' -test.bench "BenchmarkTransferWAN/impl=${wan[$k]}\$" -test.benchtime 1x -test.timeout 10m
   done
 done
