@@ -11,11 +11,12 @@ import (
 
 // delayLine is a long, narrow path on loopback, for benchmarks that need a
 // round trip longer than loopback's (this machine's kernel has no netem).
-// It forwards UDP datagrams between target and the address that last
-// sent to it (each quic-go dial of the raw benchmark is a new socket). Each direction is a lane: a datagram leaves the lane's bottleneck
-// no faster than rate bytes/s, then takes delay to arrive; one that finds
-// limit bytes already queued at the bottleneck is dropped, as a router
-// with a buffer of that size would.
+// It forwards UDP datagrams between target and the address that last sent
+// to it (each quic-go dial of the raw benchmark is a new socket). Each
+// direction is a lane: a datagram leaves the lane's bottleneck no faster
+// than rate bytes/s, then takes delay to arrive; one that finds limit
+// bytes already queued at the bottleneck is dropped, as a router with a
+// buffer of that size would.
 type delayLine struct {
 	front    *net.UDPConn // clients send here
 	back     *net.UDPConn // towards target
